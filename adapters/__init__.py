@@ -1,0 +1,133 @@
+"""The adapter registry: built-in names, `package.module:Class` paths and `refconv.adapters` entry points.
+
+Nothing here imports a framework: availability is judged by `importlib.util.find_spec`, and an
+adapter module imports its framework only when the adapter is constructed (in a worker process).
+
+>>> parse("tf:onednn=off")
+AdapterRef(name='tf', options={'onednn': 'off'})
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from refconv.errors import RefconvError, SpecError
+
+# name -> (module:Class, the import names it needs)
+BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "numpy": ("adapters.numpy_ref:NumpyAdapter", ()),
+    "tf": ("adapters.tensorflow:TFAdapter", ("tensorflow",)),
+    "torch": ("adapters.torch:TorchAdapter", ("torch",)),
+}
+DEFAULT = ("numpy", "tf", "torch")
+
+
+class AdapterError(RefconvError):
+    """An adapter name that cannot be resolved; the message lists the choices."""
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """An adapter by name with its variant options, e.g. tf:onednn=off."""
+
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name + "".join(f":{k}={v}" for k, v in sorted(self.options.items()))
+
+    def __hash__(self) -> int:
+        return hash(self.label)
+
+
+def parse(text: str) -> AdapterRef:
+    """'name' or 'name:key=value[:key=value]'; a 'package.module:Class' path is a name."""
+    text = text.strip()
+    if not text:
+        raise AdapterError("adapter name is empty")
+    head, *rest = text.split(":")
+    if rest and "=" not in rest[0]:  # package.module:Class
+        head, rest = f"{head}:{rest[0]}", rest[1:]
+    options = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AdapterError(f"adapter option must be key=value, got {item!r} in {text!r}")
+        options[key] = value
+    return AdapterRef(head, options)
+
+
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group="refconv.adapters")}
+
+
+def known() -> dict[str, str]:
+    """Every adapter name refconv knows, mapped to its module:Class path."""
+    names = {name: target for name, (target, _) in BUILTINS.items()}
+    for name, target in _entry_points().items():
+        names.setdefault(name, target)
+    return names
+
+
+def _target(name: str) -> str:
+    if ":" in name:
+        return name
+    names = known()
+    if name not in names:
+        raise AdapterError(f"unknown adapter {name!r}; available: {', '.join(sorted(names))}")
+    return names[name]
+
+
+def unavailable_reason(ref: AdapterRef | str) -> str | None:
+    """Why an adapter cannot run here (a missing framework or module), without importing a framework."""
+    ref = parse(ref) if isinstance(ref, str) else ref
+    target = _target(ref.name)
+    requires = BUILTINS[ref.name][1] if ref.name in BUILTINS else ()
+    for module in requires:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'refconv[{ref.name}]')"
+    module_name = target.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return f"module {module_name!r} cannot be found"
+    return _module_reason(target, ref)
+
+
+def _module_reason(target: str, ref: AdapterRef) -> str | None:
+    """An adapter module may define `unavailable_reason(options)` for finer checks (a GPU, say)."""
+    if ":" in ref.name:
+        return None
+    module = importlib.import_module(target.partition(":")[0])
+    check = getattr(module, "unavailable_reason", None)
+    return check(ref.options) if check else None
+
+
+def load(ref: AdapterRef | str) -> Any:
+    """Import and construct an adapter; frameworks are imported here, so call it in a worker."""
+    ref = parse(ref) if isinstance(ref, str) else ref
+    target = _target(ref.name)
+    module_name, _, class_name = target.partition(":")
+    if not class_name:
+        raise AdapterError(f"adapter path must be 'package.module:Class', got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AdapterError(f"cannot import adapter module {module_name!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise AdapterError(f"module {module_name!r} has no adapter class {class_name!r}")
+    try:
+        adapter = cls(**ref.options)
+    except TypeError as exc:
+        raise AdapterError(f"adapter {ref.name!r} rejected options {ref.options}: {exc}") from None
+    except SpecError as exc:
+        raise AdapterError(str(exc)) from None
+    return adapter

@@ -1,0 +1,43 @@
+"""`numpy`: the reference's fast path computed in the case's dtype (float32 accumulation for 16-bit types).
+
+It shares the reference's algorithm, so it checks the harness, the dtype handling and the
+tolerance model end to end rather than an independent implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Prepared, PreparedAdapter
+from refconv.inputs import np_dtype
+from refconv.reference import _check, conv2d_fast
+from refconv.spec import ConvSpec
+
+
+class NumpyAdapter(PreparedAdapter):
+    name = "numpy"
+
+    def version(self) -> str:
+        return np.__version__
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        if spec.layout == "channels_last":
+            return "channels_last is a PyTorch memory format; NumPy has NHWC and NCHW arrays only"
+        return None  # NCHW is a framework calling convention; this path computes on NHWC arrays either way
+
+    def settings(self) -> dict[str, Any]:
+        return {"accumulation": "case dtype; float32 for float16/bfloat16"}
+
+    def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
+        out_dtype = np_dtype(spec.dtype)
+        work = np.float32 if spec.dtype in ("float16", "bfloat16") else out_dtype
+        g = _check(x, w, b, spec.strides, spec.padding, spec.dilations, spec.groups, spec.activation)
+        xw, ww = x.astype(work), w.astype(work)
+        bw = None if b is None else b.astype(work)
+
+        def call() -> np.ndarray:
+            return conv2d_fast(xw, ww, bw, g, spec.activation).astype(out_dtype)
+
+        return Prepared(call, lambda out: out)

@@ -1,0 +1,78 @@
+"""`tf`: tf.nn.conv2d on the CPU, with tf.nn.bias_add and tf.nn.relu.
+
+Variants: `tf:onednn=off` sets TF_ENABLE_ONEDNN_OPTS=0, which TensorFlow reads only at import time,
+so the runner gives each variant its own worker process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Prepared, PreparedAdapter, nchw_to_nhwc, nhwc_to_nchw
+from refconv import padding
+from refconv.spec import ConvSpec, SpecError
+
+ONEDNN = {"on": "1", "off": "0"}
+# "The Conv2D op currently only supports the NHWC tensor format on the CPU" for these dtypes (checked on 2.21).
+NHWC_ONLY = ("float16", "float64")
+
+
+class TFAdapter(PreparedAdapter):
+    name = "tf"
+
+    def __init__(self, onednn: str | None = None) -> None:
+        if onednn is not None:
+            if onednn not in ONEDNN:
+                raise SpecError(f"tf option onednn must be 'on' or 'off', got {onednn!r}")
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN[onednn]
+            self.name = f"tf:onednn={onednn}"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        self.tf = tf
+
+    def version(self) -> str:
+        return str(self.tf.__version__)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
+            "intra_op_threads": self.tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": self.tf.config.threading.get_inter_op_parallelism_threads(),
+        }
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        if spec.layout == "channels_last":
+            return "channels_last is a PyTorch memory format; TensorFlow takes NHWC or NCHW"
+        if spec.layout == "NCHW" and (os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" or spec.dtype in NHWC_ONLY):
+            return f"TensorFlow's CPU Conv2D supports NCHW only through oneDNN for float32/bfloat16, not {spec.dtype}"
+        return None
+
+    def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
+        tf = self.tf
+        fmt = "NCHW" if spec.layout == "NCHW" else "NHWC"
+        tx = tf.constant(nhwc_to_nchw(x) if fmt == "NCHW" else x)
+        tw = tf.constant(w)
+        tb = None if b is None else tf.constant(b)
+        sh, sw = spec.strides
+        dh, dw = spec.dilations
+        strides = [1, 1, sh, sw] if fmt == "NCHW" else [1, sh, sw, 1]
+        dilations = [1, 1, dh, dw] if fmt == "NCHW" else [1, dh, dw, 1]
+        pad = padding.for_tf(spec, fmt)
+
+        def call() -> Any:
+            y = tf.nn.conv2d(tx, tw, strides=strides, padding=pad, data_format=fmt, dilations=dilations)
+            if tb is not None:
+                y = tf.nn.bias_add(y, tb, data_format=fmt)
+            if spec.activation == "relu":
+                y = tf.nn.relu(y)
+            return y
+
+        def fetch(y: Any) -> np.ndarray:
+            out = y.numpy()
+            return nchw_to_nhwc(out) if fmt == "NCHW" else out
+
+        return Prepared(call, fetch)

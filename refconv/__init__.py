@@ -1,0 +1,13 @@
+"""refconv: a float64 NumPy reference conv2d held against every framework's conv2d.
+
+>>> import numpy as np, refconv
+>>> refconv.conv2d(np.ones((1, 3, 3, 1)), np.ones((3, 3, 1, 1)), padding="VALID")[0, :, :, 0]
+array([[9.]])
+"""
+
+from refconv.padding import output_shape
+from refconv.reference import conv2d, conv2d_direct
+from refconv.spec import ConvSpec, SpecError
+
+__version__ = "0.1.0"
+__all__ = ["ConvSpec", "SpecError", "conv2d", "conv2d_direct", "output_shape", "__version__"]

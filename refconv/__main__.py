@@ -1,0 +1,5 @@
+import sys
+
+from refconv.cli import main
+
+sys.exit(main())

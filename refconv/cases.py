@@ -1,0 +1,127 @@
+"""Case sources: the edge corpus (a data file), the seeded random sweep, and selection strings.
+
+>>> [s.id for s in select("edge")][:1]
+['n1-5x5x3-k1x1x4-s1x1-same-f32']
+"""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from collections.abc import Callable, Iterator
+from importlib import resources
+from typing import Any
+
+from refconv.spec import ConvSpec, SpecError
+
+DEFAULT_SELECTION = "edge,random:200"
+
+# Weights of the random sweep's mix: each dimension appears in a 200-case run.
+DTYPE_WEIGHTS = {"float32": 0.55, "float64": 0.15, "float16": 0.15, "bfloat16": 0.15}
+LAYOUT_WEIGHTS = {"NHWC": 0.7, "NCHW": 0.2, "channels_last": 0.1}
+P_DILATION, P_GROUPS, P_EXPLICIT, P_VALID, P_RELU, P_NO_BIAS = 0.25, 0.25, 0.2, 0.3, 0.2, 0.15
+MAX_SIDE, MAX_KERNEL, MAX_STRIDE, MAX_DILATION, MAX_BATCH = 16, 5, 4, 3, 3
+CHANNELS = (1, 2, 3, 4, 8, 16, 32)
+
+
+def edge_cases() -> list[ConvSpec]:
+    """The hand-picked corpus in refconv/data/edge_cases.toml, each named for what it pins down."""
+    text = resources.files("refconv.data").joinpath("edge_cases.toml").read_text()
+    specs = []
+    for name, fields in tomllib.loads(text).items():
+        fields = dict(fields)
+        for key in ("strides", "dilations"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        if isinstance(fields.get("padding"), list):
+            fields["padding"] = tuple(tuple(p) for p in fields["padding"])
+        try:
+            specs.append(ConvSpec(name=name, **fields))
+        except (TypeError, SpecError) as exc:
+            raise SpecError(f"edge case {name!r}: {exc}") from None
+    return specs
+
+
+def _weighted(rng: random.Random, weights: dict[Any, float]) -> Any:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def random_case(rng: random.Random) -> ConvSpec:
+    """One draw of the random sweep; every field is drawn from rng alone, so the sweep is reproducible."""
+    c_in = rng.choice(CHANNELS)
+    groups = 1
+    if rng.random() < P_GROUPS and c_in > 1:
+        groups = c_in if rng.random() < 0.5 else rng.choice([g for g in (2, 4) if c_in % g == 0] or [c_in])
+    c_out = groups * rng.choice((1, 2)) if groups == c_in and groups > 1 else groups * rng.randint(1, max(1, 16 // groups))
+    kh, kw = rng.randint(1, MAX_KERNEL), rng.randint(1, MAX_KERNEL)
+    if rng.random() < 0.6:
+        kw = kh
+    dilations = (1, 1)
+    if rng.random() < P_DILATION:
+        dilations = (rng.randint(1, MAX_DILATION), rng.randint(1, MAX_DILATION))
+    padding: Any = "SAME"
+    roll = rng.random()
+    if roll < P_EXPLICIT:
+        padding = tuple((rng.randint(0, kh + 1), rng.randint(0, kh + 1)) for kh in (kh, kw))
+    elif roll < P_EXPLICIT + P_VALID:
+        padding = "VALID"
+    side = rng.randint(1, MAX_SIDE)
+    return ConvSpec(
+        n=rng.randint(1, MAX_BATCH), h=side, w=side if rng.random() < 0.5 else rng.randint(1, MAX_SIDE),
+        c_in=c_in, c_out=c_out, kh=kh, kw=kw,
+        strides=(rng.randint(1, MAX_STRIDE), rng.randint(1, MAX_STRIDE)) if rng.random() < 0.6 else (1, 1),
+        padding=padding, dilations=dilations, groups=groups,
+        bias=rng.random() >= P_NO_BIAS, dtype=_weighted(rng, DTYPE_WEIGHTS),
+        layout=_weighted(rng, LAYOUT_WEIGHTS), activation="relu" if rng.random() < P_RELU else None,
+        seed=rng.randrange(1, 2**31),
+    )
+
+
+def random_cases(count: int, seed: int = 0) -> list[ConvSpec]:
+    """`count` cases of the seeded random sweep; the same (count, seed) gives the same list."""
+    rng = random.Random(seed)
+    return [random_case(rng) for _ in range(count)]
+
+
+def _source(name: str) -> Callable[[int | None, int], list[ConvSpec]]:
+    sources: dict[str, Callable[[int | None, int], list[ConvSpec]]] = {
+        "edge": lambda count, seed: edge_cases(),
+        "random": lambda count, seed: random_cases(200 if count is None else count, seed),
+    }
+    for extra_name, factory in EXTRA_SOURCES.items():
+        sources.setdefault(extra_name, factory)
+    if name not in sources:
+        raise SpecError(f"unknown case source {name!r}; available: {', '.join(sorted(sources))}")
+    return sources[name]
+
+
+# Later case sources (the exhaustive grid, ...) register here: name -> f(count or None, seed).
+EXTRA_SOURCES: dict[str, Callable[[int | None, int], list[ConvSpec]]] = {}
+
+
+def select(selection: str = DEFAULT_SELECTION, seed: int = 0) -> list[ConvSpec]:
+    """Cases named by a selection string: 'edge,random:200', or case ids, comma-separated; duplicates dropped."""
+    out: dict[str, ConvSpec] = {}
+    for part in _parts(selection):
+        for spec in _expand(part, seed):
+            out.setdefault(spec.id, spec)
+    return list(out.values())
+
+
+def _parts(selection: str) -> Iterator[str]:
+    parts = [p.strip() for p in selection.split(",") if p.strip()]
+    if not parts:
+        raise SpecError(f"case selection is empty, got {selection!r}")
+    yield from parts
+
+
+def _expand(part: str, seed: int) -> list[ConvSpec]:
+    if part.startswith("n") and part[1:2].isdigit():
+        return [ConvSpec.from_id(part)]
+    name, _, count_text = part.partition(":")
+    count = None
+    if count_text:
+        if not count_text.isdigit() or int(count_text) <= 0:
+            raise SpecError(f"case count must be a positive integer, got {part!r}")
+        count = int(count_text)
+    return _source(name)(count, seed)

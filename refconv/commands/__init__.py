@@ -1,0 +1,1 @@
+"""One module per `refconv` subcommand: HELP, add_arguments(parser), main(args) -> int."""

@@ -1,0 +1,42 @@
+"""The columns of a result row: one row per (case, adapter), shared by the runner and the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refconv.padding import geometry
+from refconv.spec import ConvSpec
+
+# Documented one by one in reports/README.md; keep both in step.
+CASE_COLUMNS = (
+    "case_id", "case_name", "dtype", "n", "h", "w", "c_in", "c_out", "kh", "kw", "sh", "sw", "dh", "dw",
+    "groups", "padding", "pad_top", "pad_bottom", "pad_left", "pad_right", "out_h", "out_w", "layout",
+    "activation", "bias", "seed", "K", "flops",
+)
+RESULT_COLUMNS = (
+    "adapter", "adapter_version", "outcome", "known_deviation", "expected_shape", "actual_shape",
+    "n_elements", "mismatched", "max_abs_err", "max_rel_err", "bound_ratio", "max_ulp", "tolerance_c",
+    "time_ms", "time_min_ms", "time_median_ms", "repeats", "gflops", "error", "settings", "repro",
+)
+COLUMNS = ("run_id",) + CASE_COLUMNS + RESULT_COLUMNS
+
+
+def flops(spec: ConvSpec) -> int:
+    """2 * multiply-adds of the convolution (bias and activation not counted)."""
+    rows, cols = geometry(spec)
+    return 2 * spec.n * rows.out * cols.out * spec.c_out * spec.reduction_length
+
+
+def case_columns(spec: ConvSpec) -> dict[str, Any]:
+    """The case half of a row: every spec field, the padding the reference applies, K and FLOPs."""
+    rows, cols = geometry(spec)
+    return {
+        "case_id": spec.id, "case_name": spec.name, "dtype": spec.dtype,
+        "n": spec.n, "h": spec.h, "w": spec.w, "c_in": spec.c_in, "c_out": spec.c_out,
+        "kh": spec.kh, "kw": spec.kw, "sh": spec.strides[0], "sw": spec.strides[1],
+        "dh": spec.dilations[0], "dw": spec.dilations[1], "groups": spec.groups,
+        "padding": spec.padding_kind, "pad_top": rows.before, "pad_bottom": rows.after,
+        "pad_left": cols.before, "pad_right": cols.after, "out_h": rows.out, "out_w": cols.out,
+        "layout": spec.layout, "activation": spec.activation or "", "bias": spec.bias, "seed": spec.seed,
+        "K": spec.reduction_length, "flops": flops(spec),
+    }
