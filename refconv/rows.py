@@ -10,7 +10,7 @@ from refconv.spec import ConvSpec
 # Documented one by one in reports/README.md; keep both in step.
 CASE_COLUMNS = (
     "case_id", "case_name", "dtype", "n", "h", "w", "c_in", "c_out", "kh", "kw", "sh", "sw", "dh", "dw",
-    "groups", "padding", "pad_top", "pad_bottom", "pad_left", "pad_right", "out_h", "out_w", "layout",
+    "groups", "padding", "pad_top", "pad_bottom", "pad_left", "pad_right", "out_h", "out_w", "empty_output", "layout",
     "activation", "bias", "seed", "K", "flops",
 )
 RESULT_COLUMNS = (
@@ -37,6 +37,7 @@ def case_columns(spec: ConvSpec) -> dict[str, Any]:
         "dh": spec.dilations[0], "dw": spec.dilations[1], "groups": spec.groups,
         "padding": spec.padding_kind, "pad_top": rows.before, "pad_bottom": rows.after,
         "pad_left": cols.before, "pad_right": cols.after, "out_h": rows.out, "out_w": cols.out,
+        "empty_output": rows.out == 0 or cols.out == 0,
         "layout": spec.layout, "activation": spec.activation or "", "bias": spec.bias, "seed": spec.seed,
         "K": spec.reduction_length, "flops": flops(spec),
     }

@@ -1,0 +1,1 @@
+"""Conformance tests over adapters, usable from any project through the refconv pytest plugin."""

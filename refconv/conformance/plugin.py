@@ -1,0 +1,1 @@
+"""The refconv pytest plugin (registered through the pytest11 entry point)."""
