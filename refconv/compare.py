@@ -113,13 +113,15 @@ def compare(
     if n == 0:
         return Comparison("pass", expected_shape, expected_shape, 0, 0, 0.0, 0.0, 0.0, 0.0, c)
     finite = np.isfinite(expected)
-    same_special = (~finite & (np.isnan(got) == np.isnan(expected)) & ((got == expected) | np.isnan(got)))
-    err = np.where(finite, np.abs(got - expected), np.where(same_special, 0.0, np.inf))
-    err = np.where(np.isnan(err), np.inf, err)  # a NaN where the reference is finite is infinitely wrong
-    scale = eps(spec.dtype) * bound + tiny(spec.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(got - np.where(finite, expected, 0.0))
+    special_ok = ~finite & ((got == expected) | (np.isnan(got) & np.isnan(expected)))
+    err = np.where(finite, diff, np.where(special_ok, 0.0, np.inf))
+    err[np.isnan(err)] = np.inf  # a NaN where the reference is finite is infinitely wrong
+    scale = eps(spec.dtype) * np.where(finite, bound, 1.0) + tiny(spec.dtype)
     ratio = err / scale
     beyond = int(np.count_nonzero(ratio > c))
-    rel = err / np.maximum(np.abs(expected), tiny(spec.dtype))
+    rel = err / np.maximum(np.abs(np.where(finite, expected, 1.0)), tiny(spec.dtype))
     ulps = err / ulp(np.where(finite, expected, 0.0), spec.dtype)
     return Comparison(
         "mismatch" if beyond else "pass", expected_shape, expected_shape, n, beyond,
