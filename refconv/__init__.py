@@ -5,9 +5,13 @@
 array([[9.]])
 """
 
-from refconv.padding import output_shape
+from refconv.locally_connected import locally_connected2d
+from refconv.params import output_shape, param_count
 from refconv.reference import conv2d, conv2d_direct
 from refconv.spec import ConvSpec, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["ConvSpec", "SpecError", "conv2d", "conv2d_direct", "output_shape", "__version__"]
+__all__ = [
+    "ConvSpec", "SpecError", "conv2d", "conv2d_direct", "locally_connected2d", "output_shape", "param_count",
+    "__version__",
+]

@@ -52,7 +52,10 @@ def random_case(rng: random.Random) -> ConvSpec:
     groups = 1
     if rng.random() < P_GROUPS and c_in > 1:
         groups = c_in if rng.random() < 0.5 else rng.choice([g for g in (2, 4) if c_in % g == 0] or [c_in])
-    c_out = groups * rng.choice((1, 2)) if groups == c_in and groups > 1 else groups * rng.randint(1, max(1, 16 // groups))
+    if groups == c_in and groups > 1:  # depthwise, channel multiplier 1 or 2
+        c_out = groups * rng.choice((1, 2))
+    else:
+        c_out = groups * rng.randint(1, max(1, 16 // groups))
     kh, kw = rng.randint(1, MAX_KERNEL), rng.randint(1, MAX_KERNEL)
     if rng.random() < 0.6:
         kw = kh
@@ -87,12 +90,19 @@ def _source(name: str) -> Callable[[int | None, int], list[ConvSpec]]:
     sources: dict[str, Callable[[int | None, int], list[ConvSpec]]] = {
         "edge": lambda count, seed: edge_cases(),
         "random": lambda count, seed: random_cases(200 if count is None else count, seed),
+        "grid": lambda count, seed: _grid(count),
     }
     for extra_name, factory in EXTRA_SOURCES.items():
         sources.setdefault(extra_name, factory)
     if name not in sources:
         raise SpecError(f"unknown case source {name!r}; available: {', '.join(sorted(sources))}")
     return sources[name]
+
+
+def _grid(count: int | None) -> list[ConvSpec]:
+    from refconv.grid import grid_cases  # lazy: the grid is built only when selected
+
+    return grid_cases(count)
 
 
 # Later case sources (the exhaustive grid, ...) register here: name -> f(count or None, seed).

@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from refconv import __version__
 from refconv.errors import RefconvError
@@ -20,7 +21,7 @@ COMMANDS = ("run", "report", "compare", "cases", "adapters", "explain", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's usage dump becomes one line and exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's usage dump becomes one line and exit 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -42,7 +42,8 @@ def axis(padding: str | tuple[int, int], size: int, k: int, s: int, d: int = 1) 
         return Axis(out, total // 2, total - total // 2)
     if padding == "VALID":
         return Axis(max(-(-(size - k_eff + 1) // s), 0), 0, 0)
-    before, after = padding  # type: ignore[misc]
+    assert not isinstance(padding, str), f"unknown padding {padding!r}"
+    before, after = padding
     span = size + before + after - k_eff
     return Axis(span // s + 1 if span >= 0 else 0, before, after)
 
@@ -129,5 +130,6 @@ def for_onnx(spec: ConvSpec) -> dict[str, Any]:
         return {"auto_pad": "SAME_UPPER"}
     if spec.padding == "VALID":
         return {"auto_pad": "VALID"}
-    (t, b), (left, r) = spec.padding  # type: ignore[misc]
+    assert not isinstance(spec.padding, str)
+    (t, b), (left, r) = spec.padding
     return {"pads": [t, left, b, r]}

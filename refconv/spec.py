@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from refconv.errors import SpecError
 
@@ -22,7 +22,7 @@ LAYOUT_CODES = {"NHWC": "", "NCHW": "nchw", "channels_last": "cl"}
 ACTIVATIONS = (None, "relu")
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
-Padding = Union[str, Pads]
+Padding = str | Pads
 
 
 def _pair(name: str, value: Any) -> tuple[int, int]:
@@ -169,7 +169,8 @@ class ConvSpec:
         m = _ID_RE.fullmatch(case_id.strip())
         if not m:
             raise SpecError(
-                f"malformed case id {case_id!r}; expected e.g. 'n2-7x5x3-k3x2x4-s2x1-same-f32[-d2x1][-g2][-nchw|-cl][-relu][-nobias][-r7]'"
+                f"malformed case id {case_id!r}; expected e.g. "
+                "'n2-7x5x3-k3x2x4-s2x1-same-f32[-d2x1][-g2][-nchw|-cl][-relu][-nobias][-r7]'"
             )
         g = m.groupdict()
         codes = {v: k for k, v in DTYPE_CODES.items()}
@@ -196,9 +197,10 @@ class ConvSpec:
     def describe(self) -> str:
         """The case in words, for messages and reports."""
         pad = self.padding if isinstance(self.padding, str) else f"explicit pads {self.padding}"
+        sh, sw = self.strides
         words = [
             f"{self.kh}x{self.kw} kernel",
-            f"stride {self.strides[0]}x{self.strides[1]}" if self.strides[0] != self.strides[1] else f"stride {self.strides[0]}",
+            f"stride {sh}" if sh == sw else f"stride {sh}x{sw}",
             pad,
             f"{self.h}x{self.w} input",
             f"{self.c_in}->{self.c_out} channels",
