@@ -1,0 +1,99 @@
+"""`refconv compare`: a planted regression gates (exit 1), an identical comparison passes (exit 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from refconv.cli import main as cli
+from refconv.report import compare_runs, normalize
+
+RUNS = Path(__file__).parent / "data" / "runs"
+PLANTED = "n1-6x6x2-k3x3x2-s2x2-same-f32"
+
+
+def _rows(**columns: list) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    base = {"case_id": [f"c{i}" for i in range(n)], "adapter": ["tf"] * n, "outcome": ["pass"] * n}
+    return normalize(pd.DataFrame({**base, **columns}))
+
+
+def test_planted_regression_gates_with_exit_1(tmp_path, capsys):
+    code = cli(["compare", str(RUNS / "base"), str(RUNS / "regressed"), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith("REGRESSED: 1 regression(s) over 12 matched rows")
+    md = (tmp_path / "compare.md").read_text()
+    assert PLANTED in md and "| pass | mismatch | yes |" in md
+    page = (tmp_path / "compare.html").read_text()
+    assert PLANTED in page and "REGRESSED" in page
+
+
+def test_identical_runs_exit_0(tmp_path, capsys):
+    assert cli(["compare", str(RUNS / "base"), str(RUNS / "base"), "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("OK: 0 regression(s) over 12 matched rows")
+
+
+def test_the_fix_direction_is_not_a_regression(tmp_path):
+    assert cli(["compare", str(RUNS / "regressed"), str(RUNS / "base"), "--out", str(tmp_path)]) == 0
+    assert "| mismatch | pass | no |" in (tmp_path / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("args", [["/nonexistent/a", str(RUNS / "base")], [str(RUNS / "base"), "/nonexistent/b"]])
+def test_bad_paths_print_one_line_and_exit_2(args, capsys):
+    assert cli(["compare", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "does not exist" in err
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli(["compare", str(RUNS / "base"), str(RUNS / "base"), "--out", str(blocker / "sub")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_timing_regression_needs_both_the_factor_and_the_milliseconds():
+    base = _rows(time_median_ms=[10.0, 10.0, 1.0, 10.0])
+    new = _rows(time_median_ms=[16.0, 14.0, 1.9, 9.0])  # 1.6x +6ms; 1.4x; 1.9x but +0.9 ms; faster
+    diff = compare_runs(base, new)
+    assert diff.timing_regressions["case_id"].tolist() == ["c0"]
+    assert diff.regressed
+
+
+def test_error_growth_beyond_factor_with_a_floor_of_one_rounding_unit():
+    base = _rows(bound_ratio=[0.5, 0.5, 3.0, 0.0])
+    new = _rows(bound_ratio=[4.0, 12.0, 31.0, 9.0])  # 4 < 10*1; 12 > 10*1; 31 > 10*3; 9 < 10*1
+    diff = compare_runs(base, new, error_factor=10)
+    assert diff.error_growth["case_id"].tolist() == ["c1", "c2"]  # sorted by factor: 12 > 31/3
+    assert diff.error_growth["factor"].tolist() == pytest.approx([12.0, 31 / 3])
+
+
+def test_cases_in_one_run_only_are_listed_but_do_not_gate():
+    base = _rows(case_id=["a", "b"])
+    new = _rows(case_id=["b", "c"])
+    diff = compare_runs(base, new)
+    assert diff.only_base["case_id"].tolist() == ["a"] and diff.only_new["case_id"].tolist() == ["c"]
+    assert not diff.regressed
+
+
+def test_rows_are_matched_by_adapter_label_including_the_variant():
+    base = _rows(case_id=["a", "a"], adapter=["tf", "tf:onednn=off"], outcome=["pass", "pass"])
+    new = _rows(case_id=["a", "a"], adapter=["tf", "tf:onednn=off"], outcome=["pass", "mismatch"])
+    diff = compare_runs(base, new)
+    assert diff.outcome_changes[["adapter", "regression"]].values.tolist() == [["tf:onednn=off", True]]
+
+
+def test_pass_to_unsupported_is_a_regression_but_raised_to_mismatch_is_only_a_change():
+    base = _rows(outcome=["pass", "raised"])
+    new = _rows(outcome=["unsupported", "mismatch"])
+    changes = compare_runs(base, new).outcome_changes.set_index("case_id")
+    assert changes.loc["c0", "regression"] and not changes.loc["c1", "regression"]
+
+
+def test_bad_threshold_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli(["compare", str(RUNS / "base"), str(RUNS / "base"), "--time-factor", "0"])
+    assert exc.value.code == 2
