@@ -1,0 +1,61 @@
+"""Conformance of the adapters under test: the selected cases, hypothesis cases, metamorphic relations
+and the known-deviation replay. Run with `pytest --pyargs refconv.conformance` (options: see plugin.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from refconv import deviations, metamorphic, strategies
+from refconv.conformance.check import check, run
+from refconv.conformance.plugin import adapter_or_skip, assert_conforms
+from refconv.spec import DTYPES, LAYOUTS, ConvSpec
+
+# Cases the metamorphic relations run on: every relation applies to at least one, none is empty.
+METAMORPHIC_CASES = (
+    ConvSpec(n=2, h=7, w=6, c_in=4, c_out=6, kh=3, kw=2, strides=(2, 1), padding="SAME", groups=2, seed=1),
+    ConvSpec(n=3, h=9, w=8, c_in=3, c_out=4, kh=3, kw=3, strides=(2, 3), dilations=(2, 1),
+             padding=((1, 2), (0, 3)), seed=2),
+    ConvSpec(n=1, h=8, w=8, c_in=4, c_out=4, kh=2, kw=4, dilations=(1, 2), padding="VALID", groups=4, seed=3),
+    ConvSpec(n=2, h=6, w=5, c_in=8, c_out=3, kh=1, kw=1, strides=(2, 2), activation="relu", seed=4),
+)
+
+
+def test_case(refconv_label: str, refconv_case: ConvSpec) -> None:
+    """One selected case against the reference: pass, or a numpy-style failure with the repro command."""
+    assert_conforms(refconv_label, refconv_case)
+
+
+@pytest.mark.parametrize("spec", METAMORPHIC_CASES, ids=[c.id for c in METAMORPHIC_CASES])
+@pytest.mark.parametrize("relation", list(metamorphic.RELATIONS))
+def test_metamorphic(refconv_label: str, relation: str, spec: ConvSpec) -> None:
+    """A relation between two computations through the same adapter holds within the bound model."""
+    result = metamorphic.check(relation, metamorphic.adapter_conv(adapter_or_skip(refconv_label)), spec)
+    if result.skipped:
+        pytest.skip(result.message())
+    assert result.ok, f"{refconv_label}: {result.message()}"
+
+
+def test_known_deviations_reproduce(refconv_label: str) -> None:
+    """Strict: every reviewed entry that names this adapter still shows its behaviour on its example."""
+    adapter = adapter_or_skip(refconv_label)
+    entries = [d for d in deviations.load() if d.covers(refconv_label)]
+    if not entries:
+        pytest.skip(f"no known deviations name {refconv_label}")
+    stale = deviations.strict(lambda label, spec: run(adapter, spec).outcome, [refconv_label], entries)
+    assert not stale, "\n".join(stale)
+
+
+@given(data=st.data())
+def test_hypothesis(refconv_label: str, data: st.DataObject, pytestconfig: pytest.Config) -> None:
+    """Drawn cases and drawn values: pass, or exactly a reviewed deviation (shrinks to a minimal case)."""
+    adapter = adapter_or_skip(refconv_label)
+    dtype_text = pytestconfig.getoption("--refconv-dtype")
+    dtypes = [d.strip() for d in dtype_text.split(",")] if dtype_text else list(DTYPES)
+    spec = data.draw(strategies.specs(dtypes=dtypes, layouts=LAYOUTS), label="spec")
+    assume(not adapter.supports(spec))  # a declined case is 'unsupported', not a finding
+    values = data.draw(strategies.inputs(spec), label="inputs")
+    result = check(refconv_label, adapter, spec, values)
+    assert result.action in ("pass", "xfail"), result.message

@@ -1,0 +1,93 @@
+"""Known deviations: the data file parses, rows match exactly the documented behaviour, strict replay."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from refconv import deviations
+from refconv.errors import SpecError
+from refconv.rows import case_columns
+from refconv.spec import ConvSpec
+
+SHORT_BY_ONE = ConvSpec(n=1, h=2, w=2, c_in=2, c_out=2, kh=3, kw=3, padding="VALID")  # output (1, 0, 0, 2)
+SHORT_BY_FIVE = ConvSpec(n=1, h=2, w=3, c_in=2, c_out=3, kh=7, kw=7, padding="VALID")
+SHORT_BY_TWO_STRIDE_2 = ConvSpec(n=1, h=1, w=4, c_in=1, c_out=1, kh=3, kw=1, strides=2, padding="VALID")
+
+
+def row(spec: ConvSpec, adapter: str, outcome: str) -> dict:
+    return {**case_columns(spec), "adapter": adapter, "outcome": outcome}
+
+
+def test_every_entry_is_complete() -> None:
+    entries = deviations.load()
+    assert {d.id for d in entries} == {"tf_valid_empty_output_raises", "tf_onednn_empty_output_wrong_shape",
+                                       "torch_empty_output_raises"}
+    for d in entries:
+        assert d.upstream.startswith("https://github.com/"), d.id
+        assert d.reason and d.outcomes and d.adapter
+        assert d.example_spec.id == d.example  # the example parses as a case id
+
+
+def test_derived_facts() -> None:
+    assert deviations.derived(case_columns(SHORT_BY_ONE)) == {"short_by": 1, "short_strides": 1}
+    assert deviations.derived(case_columns(SHORT_BY_FIVE)) == {"short_by": 5, "short_strides": 5}
+    assert deviations.derived(case_columns(SHORT_BY_TWO_STRIDE_2)) == {"short_by": 2, "short_strides": 1}
+    explicit = ConvSpec(n=1, h=2, w=2, c_in=1, c_out=1, kh=3, kw=3, padding=((0, 0), (1, 0)))
+    assert deviations.derived(case_columns(explicit)) == {"short_by": 1, "short_strides": 1}
+    assert deviations.derived({"h": 1}) == {}
+
+
+@pytest.mark.parametrize(("spec", "adapter", "outcome", "expected"), [
+    (SHORT_BY_ONE, "tf", "wrong_shape", "tf_onednn_empty_output_wrong_shape"),
+    (SHORT_BY_ONE, "tf:onednn=on", "raised", "tf_onednn_empty_output_wrong_shape"),
+    (SHORT_BY_ONE, "tf:onednn=off", "wrong_shape", ""),  # oneDNN off is right here: no excuse
+    (SHORT_BY_ONE.replace(dtype="float64"), "tf", "wrong_shape", ""),  # Eigen path, correct
+    (SHORT_BY_FIVE, "tf", "raised", "tf_valid_empty_output_raises"),
+    (SHORT_BY_FIVE, "tf:onednn=off", "raised", "tf_valid_empty_output_raises"),
+    (SHORT_BY_TWO_STRIDE_2, "tf:onednn=off", "raised", ""),  # 2 short but stride 2: TF gives the empty output
+    (SHORT_BY_ONE, "torch", "raised", "torch_empty_output_raises"),
+    (SHORT_BY_ONE, "torch:threads=1", "raised", "torch_empty_output_raises"),
+    (SHORT_BY_ONE, "torch", "mismatch", ""),
+    (SHORT_BY_ONE, "tfx.conv:Mine", "raised", ""),  # a third party's path is never excused by tf's entries
+    (ConvSpec(n=1, h=5, w=5, c_in=1, c_out=1, kh=3, kw=3), "torch", "raised", ""),  # non-empty output
+])
+def test_match(spec: ConvSpec, adapter: str, outcome: str, expected: str) -> None:
+    assert deviations.match(row(spec, adapter, outcome)) == expected
+
+
+def test_parse_rejects_malformed_entries() -> None:
+    with pytest.raises(SpecError, match="known deviation 'bad': unknown keys \\['adaptor'\\]"):
+        deviations.parse('[bad]\nadaptor = "tf"\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\nexample = "e"\n')
+    with pytest.raises(SpecError, match="missing keys \\['example'\\]"):
+        deviations.parse('[bad]\nadapter = "tf"\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\n')
+
+
+def test_ranges_and_lists() -> None:
+    (entry,) = deviations.parse(
+        '[e]\nadapter = ["a", "b:*"]\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\n'
+        f'example = "{SHORT_BY_ONE.id}"\nwhen = {{ h = {{ min = 2, max = 3 }}, dtype = ["float32"] }}\n')
+    assert entry.matches(row(SHORT_BY_ONE, "b:x=1", "raised"))
+    assert not entry.matches(row(SHORT_BY_ONE.replace(h=4), "a", "raised"))
+    assert not entry.matches(row(SHORT_BY_ONE.replace(dtype="float64"), "a", "raised"))
+    assert not entry.matches(row(SHORT_BY_ONE, "c", "raised"))
+
+
+def test_strict_reports_entries_that_no_longer_reproduce() -> None:
+    outcomes = {"tf": "wrong_shape", "torch": "pass"}  # as if torch had fixed its check
+    stale = deviations.strict(lambda label, spec: outcomes[label], ["tf", "torch"])
+    assert len(stale) == 2  # tf_valid_empty_output_raises (tf gave wrong_shape) and torch's entry
+    assert any(line.startswith("torch_empty_output_raises: torch gave 'pass'") for line in stale)
+    assert not any(line.startswith("tf_onednn_empty_output_wrong_shape") for line in stale)
+
+
+@pytest.mark.parametrize("label", ["tf", "torch"])
+def test_entries_reproduce_on_this_stack(label: str) -> None:
+    """Replay each entry's own example on the real framework: every entry still shows its behaviour."""
+    pytest.importorskip({"tf": "tensorflow", "torch": "torch"}[label], reason=f"{label} is not installed")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from refconv.conformance.check import load_adapter, run
+
+    adapter, _ = load_adapter(label)
+    assert deviations.strict(lambda lab, spec: run(adapter, spec).outcome, [label]) == []
