@@ -17,6 +17,8 @@ RESULT_COLUMNS = (
     "adapter", "adapter_version", "outcome", "known_deviation", "expected_shape", "actual_shape",
     "n_elements", "mismatched", "max_abs_err", "max_rel_err", "bound_ratio", "max_ulp", "tolerance_c",
     "time_ms", "time_min_ms", "time_median_ms", "repeats", "gflops", "error", "settings", "repro",
+    # provenance key fields (refconv.provenance.row_columns), so concatenated runs stay self-describing
+    "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit",
 )
 COLUMNS = ("run_id",) + CASE_COLUMNS + RESULT_COLUMNS
 

@@ -1,0 +1,226 @@
+"""Run a case set against adapters in isolated worker processes and write reports/<run-id>/.
+
+Every finished (case, adapter) row is appended to rows.jsonl at once; results.csv and results.parquet
+are rewritten atomically as the run goes and at its end. Ctrl-C stops cleanly: `refconv run --resume DIR`
+finishes the run. `refconv run --case CASE_ID --adapters X` reruns one case and prints the full comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "run cases against adapters and write a report (results.csv/.parquet, provenance, repro scripts)"
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cases", default=None, metavar="SEL", help="case selection, e.g. 'edge,random:200' (the default)")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of the random sweep (default 0)")
+    p.add_argument("--adapters", default=None, metavar="A,B",
+                   help="adapter labels, e.g. numpy,tf,tf:onednn=off,torch (default: every available built-in)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default reports/<run-id>)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="cases run at once (default 1)")
+    p.add_argument("--case-timeout", type=_positive_float, default=None, metavar="S",
+                   help="seconds one adapter may take on one case before its worker is replaced (default 60)")
+    p.add_argument("--repeats", type=_non_negative_int, default=None,
+                   help="timed calls after one warm-up (default 3)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="finish an interrupted run")
+    p.add_argument("--case", default=None, metavar="CASE_ID", help="rerun one case and print the full comparison")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="run adapters in this process (debugging, measuring isolation overhead)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from refconv import runner
+    from refconv.store import RunStore
+
+    if args.case:
+        return _one_case(args)
+    if args.resume:
+        store = RunStore.open(args.resume)
+        config = runner.RunConfig.from_dict(store.read_json("run.json"))
+        _override(config, args)
+    else:
+        config = _new_config(args)
+        out = Path(args.out) if args.out else Path("reports") / config.run_id
+        store = RunStore.create(out)
+    for label, reason in config.unavailable.items():
+        print(f"refconv run: skipping adapter {label}: {reason}", file=sys.stderr)
+    summary = runner.Runner(store, config, progress=not args.no_progress).run()
+    _print_summary(summary)
+    if summary.interrupted:
+        print(f"refconv run: interrupted; {summary.new_rows} new rows kept. Continue with:\n"
+              f"  {runner.resume_hint(summary.run_dir)}", file=sys.stderr)
+        return 130
+    if summary.errors:
+        print(f"refconv run: {len(summary.errors)} case(s) failed inside refconv and have no rows; "
+              f"after a fix, {runner.resume_hint(summary.run_dir)} runs them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _override(config: Any, args: argparse.Namespace) -> None:
+    """On --resume the stored arguments hold; only how the run executes may change."""
+    if args.workers is not None:
+        config.workers = args.workers
+    if args.case_timeout is not None:
+        config.case_timeout = args.case_timeout
+    if args.no_isolation:
+        config.isolation = False
+
+
+def resolve_adapters(text: str | None) -> tuple[list[str], dict[str, str]]:
+    """(labels to run, {skipped label: reason}); a named adapter that is unknown or unavailable is an error."""
+    import adapters
+    from refconv.errors import UsageError
+
+    if text is None:
+        labels, skipped = [], {}
+        for name in adapters.DEFAULT:
+            reason = adapters.unavailable_reason(name)
+            if reason:
+                skipped[name] = reason
+            else:
+                labels.append(name)
+        return labels, skipped
+    labels = []
+    for item in (part for part in text.split(",") if part.strip()):
+        ref = adapters.parse(item)
+        reason = adapters.unavailable_reason(ref)
+        if reason:
+            raise UsageError(f"adapter {ref.label!r} is unavailable: {reason}")
+        if ref.label not in labels:
+            labels.append(ref.label)
+    if not labels:
+        raise UsageError(f"--adapters names no adapter, got {text!r}")
+    return labels, {}
+
+
+def _new_config(args: argparse.Namespace) -> Any:
+    from refconv import cases, runner
+    from refconv.errors import UsageError
+
+    selection = args.cases or cases.DEFAULT_SELECTION
+    seed = 0 if args.seed is None else args.seed
+    specs = cases.select(selection, seed=seed)
+    labels, skipped = resolve_adapters(args.adapters)
+    if not labels:
+        raise UsageError("no adapter is available: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return runner.RunConfig(
+        run_id=runner.new_run_id(), selection=selection, seed=seed, adapters=labels,
+        cases=[[s.id, s.name] for s in specs],
+        repeats=3 if args.repeats is None else args.repeats,
+        case_timeout=60.0 if args.case_timeout is None else args.case_timeout,
+        workers=args.workers or 1, isolation=not args.no_isolation, unavailable=skipped, argv=list(sys.argv),
+    )
+
+
+def _print_summary(summary: Any) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(summary.rows)
+    paths = list(summary.paths)
+    try:
+        from refconv.report import outcomes, write_reports
+    except ImportError:  # refconv.report is being written in parallel; a plain crosstab meanwhile
+        table = pd.crosstab(frame["adapter"], frame["outcome"]) if len(frame) else frame
+    else:
+        table = outcomes(frame)
+        try:
+            paths.extend(write_reports(summary.run_dir))
+        except Exception as exc:  # the rows are safe on disk; a rendering failure must not hide that
+            print(f"refconv run: warning: report rendering failed: {exc}", file=sys.stderr)
+    print(table.to_string())
+    repro_dir = Path(summary.run_dir) / "repro"
+    if repro_dir.is_dir():
+        paths.append(repro_dir)
+    print("wrote:")
+    for path in paths:
+        print(f"  {path}")
+
+
+def _one_case(args: argparse.Namespace) -> int:
+    from refconv import runner
+    from refconv.spec import ConvSpec
+
+    spec = ConvSpec.from_id(args.case)
+    labels, skipped = resolve_adapters(args.adapters)
+    for label, reason in skipped.items():
+        print(f"skipping adapter {label}: {reason}", file=sys.stderr)
+    pool = runner.pool_for(labels, not args.no_isolation)
+    try:
+        expected, bound, answers = runner.evaluate(
+            spec, labels, pool, 3 if args.repeats is None else args.repeats,
+            60.0 if args.case_timeout is None else args.case_timeout, keep_arrays=True)
+    finally:
+        runner.close_pools()
+    print(_case_text(spec, expected))
+    failed = False
+    for answer in answers:
+        print()
+        print(answer.comparison.message(answer.label, spec))
+        timing = runner.timing_columns(spec, answer.times_ms)
+        if timing["repeats"]:
+            print(f"  time: median {timing['time_median_ms']:.3f} ms, min {timing['time_min_ms']:.3f} ms "
+                  f"over {timing['repeats']} calls, {timing['gflops']:.3g} GFLOP/s")
+        if answer.actual is not None and answer.actual.shape == expected.shape and expected.size:
+            print(_worst_text(spec, expected, bound, answer.actual))
+        failed = failed or answer.comparison.outcome not in runner.NO_REPRO
+    return 1 if failed else 0
+
+
+def _case_text(spec: Any, expected: Any) -> str:
+    from refconv.padding import geometry
+    from refconv.rows import flops
+
+    rows, cols = geometry(spec)
+    return "\n".join([
+        f"case {spec.id}",
+        f"  {spec.describe()}",
+        f"  geometry: output {rows.out}x{cols.out}; pads top {rows.before}, bottom {rows.after}, "
+        f"left {cols.before}, right {cols.after}; K = {spec.reduction_length}; {flops(spec)} FLOPs",
+        f"  shapes: x {spec.input_shape} (NHWC), w {spec.kernel_shape} (HWIO), "
+        f"b {(spec.c_out,) if spec.bias else None}, expected {tuple(expected.shape)}",
+    ])
+
+
+def _worst_text(spec: Any, expected: Any, bound: Any, actual: Any, count: int = 5) -> str:
+    """The elements with the largest bound ratio: where they are, what was wanted and what came."""
+    import numpy as np
+
+    from refconv.compare import eps, tiny
+
+    got = np.asarray(actual).astype(np.float64)
+    err = np.abs(got - expected)
+    err = np.where(np.isnan(err), np.inf, err)
+    ratio = (err / (eps(spec.dtype) * bound + tiny(spec.dtype))).ravel()
+    lines = ["  worst elements (n, h, w, c): expected, actual, abs err, bound ratio"]
+    for flat in np.argsort(-ratio, kind="stable")[:count]:
+        index = tuple(int(i) for i in np.unravel_index(int(flat), expected.shape))
+        lines.append(f"    {index}: {expected[index]:.9g}, {got[index]:.9g}, {err[index]:.3e}, {ratio[flat]:.3g}")
+    return "\n".join(lines)

@@ -1,0 +1,279 @@
+"""Standalone repro scripts: `<run_dir>/repro/<case-id>__<adapter>.py` plus the inputs in `<case-id>.npz`.
+
+A script needs only numpy and the one framework. It loads x, w, b from the npz beside it (bfloat16 is
+stored as its uint16 bits with a flag, so neither side needs ml_dtypes), computes the expected output
+with a few lines of plain NumPy in float64, calls the framework exactly as the adapter does (templates
+for tf and torch below; any other adapter goes through `adapters.load(label).conv2d`), and prints the
+discrepancy. Exit status: 1 when the finding reproduces, 0 when the framework now agrees.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+
+from refconv import padding
+from refconv.compare import TOLERANCE_C, eps, tiny
+from refconv.spec import ConvSpec
+
+REPRO_DIR = "repro"
+
+
+def safe_name(label: str) -> str:
+    """An adapter label as a file name: tf:onednn=off -> tf_onednn=off."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", label)
+
+
+def script_path(run_dir: Path, case_id: str, label: str) -> Path:
+    return Path(run_dir) / REPRO_DIR / f"{case_id}__{safe_name(label)}.py"
+
+
+def save_inputs(path: Path, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
+    """x, w, b in their dtype; bfloat16 as uint16 bits with bfloat16=True."""
+    bf16 = x.dtype.name == "bfloat16"
+
+    def plain(a: np.ndarray) -> np.ndarray:
+        return a.view(np.uint16) if bf16 else a
+
+    arrays = {"x": plain(x), "w": plain(w), "has_bias": np.array(b is not None), "bfloat16": np.array(bf16)}
+    if b is not None:
+        arrays["b"] = plain(b)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+
+
+def write(run_dir: Path, spec: ConvSpec, label: str, message: str,
+          x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> str:
+    """Write the inputs (once per case) and the script; returns the script's path relative to run_dir."""
+    folder = Path(run_dir) / REPRO_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / f"{spec.id}.npz"
+    if not npz.exists():
+        save_inputs(npz, x, w, b)
+    path = script_path(run_dir, spec.id, label)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(script(spec, label, message))
+    tmp.replace(path)
+    return str(path.relative_to(run_dir))
+
+
+# --- the script ------------------------------------------------------------------------------
+
+_HEADER = '''#!/usr/bin/env python3
+"""Reproduce a refconv finding. Needs numpy and {needs}; run: python {name}
+
+{message}
+case {case_id}: {words}
+"""
+import os
+import sys
+
+import numpy as np
+
+LABEL = {label!r}
+CASE = {case_id!r}
+STRIDES, DILATIONS, GROUPS = {strides!r}, {dilations!r}, {groups!r}
+PADDING = {padding!r}  # "SAME", "VALID" or ((top, bottom), (left, right))
+ACTIVATION = {activation!r}
+DTYPE = {dtype!r}
+EPS, TINY, C = {eps!r}, {tiny!r}, {c!r}  # tolerance: |err| <= C * (EPS * (|x| conv |w| + |b|) + TINY)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_inputs():
+    """x (NHWC), w (HWIO), b or None; bfloat16 cases come back as the exact float32 values."""
+    data = np.load(os.path.join(HERE, {npz!r}))
+    arrays = [data["x"], data["w"], data["b"] if bool(data["has_bias"]) else None]
+    if bool(data["bfloat16"]):
+        arrays = [None if a is None else (a.astype(np.uint32) << 16).view(np.float32) for a in arrays]
+    return (*arrays, bool(data["bfloat16"]))
+
+
+def same_pads(size, k, s, d):
+    """TensorFlow's SAME: out = ceil(size / s); the odd pixel of padding goes after."""
+    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def reference(x, w, b):
+    """Cross-correlation in float64: pad, then one matmul per kernel offset and group."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    (sh, sw), (dh, dw), g = STRIDES, DILATIONS, GROUPS
+    kh, kw, cg, co = w.shape
+    og = co // g
+    if PADDING == "VALID":
+        pads = ((0, 0), (0, 0))
+    elif PADDING == "SAME":
+        pads = (same_pads(x.shape[1], kh, sh, dh), same_pads(x.shape[2], kw, sw, dw))
+    else:
+        pads = PADDING
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    span_h, span_w = xp.shape[1] - (kh - 1) * dh - 1, xp.shape[2] - (kw - 1) * dw - 1
+    ho, wo = (span_h // sh + 1 if span_h >= 0 else 0), (span_w // sw + 1 if span_w >= 0 else 0)
+    out = np.zeros((x.shape[0], ho, wo, co))
+    for i in range(kh if out.size else 0):
+        for j in range(kw):
+            patch = xp[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw, :]
+            for k in range(g):
+                out[..., k * og:(k + 1) * og] += patch[..., k * cg:(k + 1) * cg] @ w[i, j, :, k * og:(k + 1) * og]
+    return out if b is None else out + b.astype(np.float64)
+
+'''
+
+_TF = '''
+def framework_conv2d(x, w, b, bf16):
+    """tf.nn.conv2d as refconv's `tf` adapter calls it."""
+    {env}os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    fmt = {fmt!r}
+
+    def tensor(a):
+        t = tf.constant(a)
+        return tf.cast(t, tf.bfloat16) if bf16 else t
+
+    tx = tensor(x.transpose(0, 3, 1, 2) if fmt == "NCHW" else x)
+    y = tf.nn.conv2d(tx, tensor(w), strides={strides!r}, padding={pad!r}, data_format=fmt, dilations={dilations!r})
+    if b is not None:
+        y = tf.nn.bias_add(y, tensor(b), data_format=fmt)
+    if ACTIVATION == "relu":
+        y = tf.nn.relu(y)
+    y = tf.cast(y, tf.float64).numpy()
+    return y.transpose(0, 2, 3, 1) if fmt == "NCHW" else y
+'''
+
+_TORCH = '''
+def framework_conv2d(x, w, b, bf16):
+    """torch.nn.functional.conv2d as refconv's `torch` adapter calls it (NCHW, OIHW, F.pad when asymmetric)."""
+    import torch
+    import torch.nn.functional as F
+    {threads}
+    fmt = torch.channels_last if {channels_last!r} else torch.contiguous_format
+
+    def tensor(a):
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(torch.bfloat16) if bf16 else t
+
+    tx = tensor(x).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+    tw = tensor(w.transpose(3, 2, 0, 1)).contiguous(memory_format=fmt)
+    tb = None if b is None else tensor(b)
+    with torch.no_grad():
+        if {pre!r} is not None:
+            tx = F.pad(tx, {pre!r})
+        y = F.conv2d(tx, tw, tb, stride={strides!r}, padding={pad!r}, dilation={dilations!r}, groups={groups!r})
+        if ACTIVATION == "relu":
+            y = F.relu(y)
+    return y.permute(0, 2, 3, 1).to(torch.float64).numpy()
+'''
+
+_GENERIC = '''
+def framework_conv2d(x, w, b, bf16):
+    """Through refconv's adapter {label!r} itself (no standalone template for it)."""
+    sys.path[:0] = {paths!r}
+    import adapters
+    from refconv.spec import ConvSpec
+
+    if bf16:
+        import ml_dtypes
+
+        x, w, b = (None if a is None else a.astype(ml_dtypes.bfloat16) for a in (x, w, b))
+    return np.asarray(adapters.load(LABEL).conv2d(x, w, b, ConvSpec.from_id(CASE)), dtype=np.float64)
+'''
+
+_MAIN = '''
+
+def main():
+    x, w, b, bf16 = load_inputs()
+    expected = reference(x, w, b)
+    if ACTIVATION == "relu":
+        expected = np.maximum(expected, 0)
+    bound = reference(np.abs(x), np.abs(w), None if b is None else np.abs(b))
+    print(f"{LABEL} on {CASE}")
+    try:
+        actual = np.asarray(framework_conv2d(x, w, b, bf16), dtype=np.float64)
+    except Exception as exc:
+        print(f"REPRODUCED: {LABEL} raised {type(exc).__name__}: {exc}")
+        print(f"expected an output of shape {expected.shape}")
+        return 1
+    if actual.shape != expected.shape:
+        print(f"REPRODUCED: {LABEL} returned shape {actual.shape}, expected {expected.shape}")
+        return 1
+    err = np.abs(actual - expected)
+    err[np.isnan(err)] = np.inf
+    ratio = err / (EPS * bound + TINY)
+    beyond = int(np.count_nonzero(ratio > C))
+    max_err = float(err.max()) if err.size else 0.0
+    max_ratio = float(ratio.max()) if ratio.size else 0.0
+    print(f"shape {actual.shape}; max abs diff {max_err:.3e}; bound ratio {max_ratio:.3e} (tolerance C={C:g})")
+    if beyond:
+        worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        print(f"REPRODUCED: {beyond} / {err.size} elements beyond tolerance; worst at {tuple(map(int, worst))}: "
+              f"expected {float(expected[worst])!r}, got {float(actual[worst])!r}")
+        return 1
+    print("NOT REPRODUCED: the output agrees with the reference within tolerance")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def _module_paths(label: str) -> list[str]:
+    """Folders to put on sys.path so the script imports refconv, adapters and a module:Class adapter."""
+    paths = [str(Path(__file__).resolve().parent.parent)]
+    name = label.split(":")[0] if ":" in label and "=" not in label.split(":")[1] else ""
+    if name:
+        found = importlib.util.find_spec(name.split(".")[0])
+        if found is not None and found.origin:
+            origin = Path(found.origin).resolve()
+            top = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+            if str(top) not in paths:
+                paths.append(str(top))
+    return paths
+
+
+def _framework_part(spec: ConvSpec, label: str) -> tuple[str, str]:
+    """(code of framework_conv2d, what the script needs installed)."""
+    name, _, options_text = label.partition(":")
+    options = dict(item.partition("=")[::2] for item in options_text.split(":") if "=" in item)
+    if name == "tf" and set(options) <= {"onednn"}:
+        fmt = "NCHW" if spec.layout == "NCHW" else "NHWC"
+        (sh, sw), (dh, dw) = spec.strides, spec.dilations
+        env = ""
+        if "onednn" in options:
+            env = f'os.environ["TF_ENABLE_ONEDNN_OPTS"] = {("1" if options["onednn"] == "on" else "0")!r}\n    '
+        return _TF.format(
+            env=env, fmt=fmt, pad=padding.for_tf(spec, fmt),
+            strides=[1, 1, sh, sw] if fmt == "NCHW" else [1, sh, sw, 1],
+            dilations=[1, 1, dh, dw] if fmt == "NCHW" else [1, dh, dw, 1],
+        ), "tensorflow"
+    if name == "torch" and set(options) <= {"threads"}:
+        pre, pad = padding.for_torch(spec)
+        threads = f"torch.set_num_threads({int(options['threads'])})\n" if "threads" in options else ""
+        return _TORCH.format(
+            threads=threads, channels_last=spec.layout == "channels_last", pre=pre, pad=pad,
+            strides=spec.strides, dilations=spec.dilations, groups=spec.groups,
+        ), "torch"
+    return _GENERIC.format(label=label, paths=_module_paths(label)), f"refconv and the {label!r} adapter's framework"
+
+
+def _docstring_safe(text: str) -> str:
+    """Text that can sit inside a triple-quoted docstring: backslashes doubled, triple quotes broken."""
+    return text.replace("\\", "\\\\").replace('"""', "'''")
+
+
+def script(spec: ConvSpec, label: str, message: str) -> str:
+    """The text of a standalone repro script for one (case, adapter) finding."""
+    framework, needs = _framework_part(spec, label)
+    header = _HEADER.format(
+        needs=needs, name=script_path(Path("."), spec.id, label).name, message=_docstring_safe(message),
+        case_id=spec.id, words=spec.describe(), label=label, strides=spec.strides, dilations=spec.dilations,
+        groups=spec.groups, padding=spec.padding, activation=spec.activation, dtype=spec.dtype,
+        eps=eps(spec.dtype), tiny=tiny(spec.dtype), c=TOLERANCE_C[spec.dtype], npz=f"{spec.id}.npz",
+    )
+    return header + framework + _MAIN
