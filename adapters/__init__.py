@@ -22,8 +22,23 @@ BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
     "numpy": ("adapters.numpy_ref:NumpyAdapter", ()),
     "tf": ("adapters.tensorflow:TFAdapter", ("tensorflow",)),
     "torch": ("adapters.torch:TorchAdapter", ("torch",)),
+    "torch-nn": ("adapters.torch_nn:TorchNNAdapter", ("torch",)),
+    "jax": ("adapters.jax:JaxAdapter", ("jax",)),
+    "onnxruntime": ("adapters.onnxruntime:OrtAdapter", ("onnx", "onnxruntime")),
+    "onnx-ref": ("adapters.onnx_ref:OnnxRefAdapter", ("onnx",)),
+    "scipy": ("adapters.scipy_ref:ScipyAdapter", ("scipy",)),
+    "keras": ("adapters.keras:KerasAdapter", ("keras", "tensorflow")),
+    "torch-cuda": ("adapters.torch:TorchCudaAdapter", ("torch",)),
+    "jax-gpu": ("adapters.jax:JaxGpuAdapter", ("jax",)),
 }
-DEFAULT = ("numpy", "tf", "torch")
+# The pyproject extra that installs an adapter's framework (keras arrives with tensorflow-cpu).
+EXTRAS = {"torch-nn": "torch", "torch-cuda": "torch", "jax-gpu": "jax", "onnxruntime": "onnx", "onnx-ref": "onnx",
+          "keras": "tf"}
+CPU = ("numpy", "tf", "torch", "torch-nn", "jax", "onnxruntime", "onnx-ref", "scipy", "keras")
+GPU = ("torch-cuda", "jax-gpu")
+# A default run holds every engine; those unavailable here (no framework, no CUDA) are skipped with the reason,
+# so the GPU adapters appear on their own where CUDA is.
+DEFAULT = CPU + GPU
 
 
 class AdapterError(RefconvError):
@@ -90,7 +105,7 @@ def unavailable_reason(ref: AdapterRef | str) -> str | None:
     requires = BUILTINS[ref.name][1] if ref.name in BUILTINS else ()
     for module in requires:
         if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install 'refconv[{ref.name}]')"
+            return f"{module} is not installed (pip install 'refconv[{EXTRAS.get(ref.name, ref.name)}]')"
     module_name = target.partition(":")[0]
     try:
         found = importlib.util.find_spec(module_name)
@@ -102,11 +117,18 @@ def unavailable_reason(ref: AdapterRef | str) -> str | None:
 
 
 def _module_reason(target: str, ref: AdapterRef) -> str | None:
-    """An adapter module may define `unavailable_reason(options)` for finer checks (a GPU, say)."""
+    """Finer checks (a GPU, say) without importing a framework.
+
+    An adapter class may define a static `unavailable_reason(options)`; otherwise its module may.
+    The class hook lets one module hold a CPU and a GPU adapter with different answers.
+    """
     if ":" in ref.name:
         return None
-    module = importlib.import_module(target.partition(":")[0])
-    check = getattr(module, "unavailable_reason", None)
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    check = getattr(getattr(module, class_name, None), "unavailable_reason", None)
+    if check is None:
+        check = getattr(module, "unavailable_reason", None)
     return check(ref.options) if check else None
 
 

@@ -47,7 +47,9 @@ class TFAdapter(PreparedAdapter):
     def supports(self, spec: ConvSpec) -> str | None:
         if spec.layout == "channels_last":
             return "channels_last is a PyTorch memory format; TensorFlow takes NHWC or NCHW"
-        if spec.layout == "NCHW" and (os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" or spec.dtype in NHWC_ONLY):
+        if spec.layout == "NCHW" and os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+            return "TensorFlow's CPU Conv2D supports NCHW only through oneDNN, which TF_ENABLE_ONEDNN_OPTS=0 turns off"
+        if spec.layout == "NCHW" and spec.dtype in NHWC_ONLY:
             return f"TensorFlow's CPU Conv2D supports NCHW only through oneDNN for float32/bfloat16, not {spec.dtype}"
         return None
 

@@ -24,7 +24,7 @@ from refconv.conformance.test_conv2d import (  # noqa: F401  (collected here too
     test_metamorphic,
 )
 from refconv.spec import ConvSpec
-from tests.regressions import MINIMAL_FAILURES, pinned
+from regressions import MINIMAL_FAILURES, pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,89 @@
+"""`keras`: the layer API, keras.layers.Conv2D built for the spec, weights set from HWIO.
+
+Keras 3 runs on the TensorFlow backend here: the constructor sets KERAS_BACKEND=tensorflow when it is
+unset (Keras reads it at import, so this adapter runs in its own worker). The layer gets filters,
+kernel_size, strides, padding 'same'/'valid', dilation_rate, groups, use_bias, activation and
+data_format (channels_first for NCHW cases); explicit pads put keras.layers.ZeroPadding2D first, as
+users do. Keras' Conv2D kernel is (kh, kw, c_in / groups, c_out), TensorFlow's HWIO, so set_weights
+takes w as is. Each layer computes in the case's dtype (its dtype policy is the case dtype).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Prepared, PreparedAdapter, nchw_to_nhwc, nhwc_to_nchw
+from adapters.tensorflow import NHWC_ONLY
+from refconv.spec import ConvSpec
+
+
+class KerasAdapter(PreparedAdapter):
+    name = "keras"
+
+    def __init__(self) -> None:
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        self.keras = keras
+
+    def version(self) -> str:
+        return f"{self.keras.__version__} ({self.keras.backend.backend()} backend)"
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "keras_backend": self.keras.backend.backend(),
+            "dtype_policy": "case dtype",
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
+        }
+        if self.keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            out["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+        return out
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        if spec.layout == "channels_last":
+            return "channels_last is a PyTorch memory format; Keras takes channels_last (NHWC) or channels_first data"
+        if spec.strides != (1, 1) and spec.dilations != (1, 1):
+            # keras.layers.Conv2D's constructor refuses the combination outright (checked on Keras 3.15).
+            return "keras.layers.Conv2D refuses `strides > 1` in conjunction with `dilation_rate > 1`"
+        if spec.layout == "NCHW" and self.keras.backend.backend() == "tensorflow" and (
+            spec.dtype in NHWC_ONLY or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+        ):
+            # Keras passes channels_first to tf.nn.convolution, which raises UnimplementedError on the CPU.
+            return (f"data_format channels_first reaches TensorFlow's CPU Conv2D, which runs NCHW only through "
+                    f"oneDNN for float32/bfloat16, not {spec.dtype}")
+        return None
+
+    def build(self, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Any:
+        """keras.Sequential([Input, [ZeroPadding2D], Conv2D]) with the case's weights."""
+        layers = self.keras.layers
+        fmt = "channels_first" if spec.layout == "NCHW" else "channels_last"
+        shape = (spec.c_in, spec.h, spec.w) if fmt == "channels_first" else (spec.h, spec.w, spec.c_in)
+        stack: list[Any] = [self.keras.Input(shape=shape, batch_size=spec.n, dtype=spec.dtype)]
+        if not isinstance(spec.padding, str):
+            stack.append(layers.ZeroPadding2D(padding=spec.padding, data_format=fmt, dtype=spec.dtype))
+        conv = layers.Conv2D(
+            filters=spec.c_out, kernel_size=(spec.kh, spec.kw), strides=spec.strides,
+            padding="valid" if not isinstance(spec.padding, str) else spec.padding.lower(),
+            data_format=fmt, dilation_rate=spec.dilations, groups=spec.groups, use_bias=spec.bias,
+            activation=spec.activation, dtype=spec.dtype,
+        )
+        model = self.keras.Sequential([*stack, conv])
+        conv.set_weights([w] if b is None else [w, b])
+        return model
+
+    def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
+        nchw = spec.layout == "NCHW"
+        model = self.build(w, b, spec)
+        tx = self.keras.ops.convert_to_tensor(nhwc_to_nchw(x) if nchw else x, dtype=spec.dtype)
+
+        def fetch(y: Any) -> np.ndarray:
+            out = self.keras.ops.convert_to_numpy(y)
+            return nchw_to_nhwc(out) if nchw else out
+
+        return Prepared(lambda: model(tx, training=False), fetch)
