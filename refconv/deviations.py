@@ -6,7 +6,16 @@ An entry's `when` holds row columns that must all hold: a value, a list of value
 `{ min = a, max = b }`. Besides the columns of `refconv.rows`, conditions may use derived facts:
 
 - `short_by`: how many pixels the padded input is short of the effective kernel, worst axis (0 if it fits);
-- `short_strides`: the same in whole strides, max over axes of short_by_axis // stride.
+- `short_strides`: the same in whole strides, max over axes of short_by_axis // stride;
+- `short_over_stride`: max over axes of (short_by_axis - stride), for engines that size outputs with floor;
+- `same_slack`: under SAME, the most pixels a stride larger than the kernel leaves unused on an axis,
+  in - (out - 1) * s - k_eff (0 for other padding);
+- `c_out_is_out_w`: c_out > 1 and c_out equals the output width (layout guessing from shapes).
+
+An entry is `exact` (the default) when its conditions pin the behaviour down: every matching case must
+show the deviation, so a framework fix makes those tests fail (strict). A data-dependent bug that the
+row's columns cannot predict sets `exact = false`: matching cases that pass are passes, and strictness
+comes from replaying the entry's example (`strict`).
 
 >>> row = {"adapter": "torch", "outcome": "raised", "empty_output": True, "h": 2, "w": 2, "kh": 3, "kw": 3,
 ...        "dh": 1, "dw": 1, "sh": 1, "sw": 1, "pad_top": 0, "pad_bottom": 0, "pad_left": 0, "pad_right": 0}
@@ -27,7 +36,7 @@ from typing import Any
 from refconv.errors import SpecError
 from refconv.spec import ConvSpec
 
-_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example"}
+_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "exact"}
 _REQUIRED = ("adapter", "outcomes", "reason", "upstream", "example")
 
 
@@ -42,7 +51,19 @@ def derived(row: dict[str, Any]) -> dict[str, Any]:
         return {}
     short = [max(k_eff - size, 0) for size, k_eff, _ in axes]
     strides = [stride for _, _, stride in axes]
-    return {"short_by": max(short), "short_strides": max(s // st for s, st in zip(short, strides, strict=True))}
+    facts: dict[str, Any] = {
+        "short_by": max(short),
+        "short_strides": max(s // st for s, st in zip(short, strides, strict=True)),
+        "short_over_stride": max(k_eff - size - st for size, k_eff, st in axes),
+        "c_out_is_out_w": row.get("c_out", 0) > 1 and row.get("c_out") == row.get("out_w"),
+        "same_slack": 0,
+    }
+    if row.get("padding") == "SAME" and "out_h" in row and "out_w" in row:
+        facts["same_slack"] = max(
+            row["h"] - (row["out_h"] - 1) * row["sh"] - (row["kh"] - 1) * row["dh"] - 1,
+            row["w"] - (row["out_w"] - 1) * row["sw"] - (row["kw"] - 1) * row["dw"] - 1,
+        )
+    return facts
 
 
 def _holds(value: Any, wanted: Any) -> bool:
@@ -64,6 +85,7 @@ class Deviation:
     upstream: str
     example: str  # a case id that shows the deviation, replayed by `strict`
     when: dict[str, Any] = field(default_factory=dict)
+    exact: bool = True  # False: the conditions only narrow a data-dependent bug; matching passes stay passes
 
     def matches(self, row: dict[str, Any]) -> bool:
         """Does this entry explain the row (adapter, outcome and every condition)?"""
@@ -95,7 +117,7 @@ def _entry(entry_id: str, entry: dict[str, Any]) -> Deviation:
     return Deviation(
         id=entry_id, adapter=tuple(adapter) if isinstance(adapter, list) else (adapter,),
         outcomes=tuple(entry["outcomes"]), reason=entry["reason"], upstream=entry["upstream"],
-        example=entry["example"], when=dict(entry.get("when", {})),
+        example=entry["example"], when=dict(entry.get("when", {})), exact=bool(entry.get("exact", True)),
     )
 
 

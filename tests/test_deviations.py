@@ -22,20 +22,36 @@ def row(spec: ConvSpec, adapter: str, outcome: str) -> dict:
 
 def test_every_entry_is_complete() -> None:
     entries = deviations.load()
-    assert {d.id for d in entries} >= {"tf_valid_empty_output_raises", "tf_onednn_empty_output_wrong_shape",
-                                       "torch_empty_output_raises", "torch_single_channel_ambiguous_strides_wrong_values"}
+    assert {d.id for d in entries} >= {
+        "tf_valid_empty_output_raises", "tf_onednn_empty_output_wrong_shape",
+        "torch_empty_output_raises", "torch_single_channel_ambiguous_strides_wrong_values",
+    }
     for d in entries:
         assert d.upstream.startswith("https://github.com/"), d.id
         assert d.reason and d.outcomes and d.adapter
         assert d.example_spec.id == d.example  # the example parses as a case id
 
 
+def _short(spec: ConvSpec) -> dict:
+    facts = deviations.derived(case_columns(spec))
+    return {key: facts[key] for key in ("short_by", "short_strides", "short_over_stride")}
+
+
 def test_derived_facts() -> None:
-    assert deviations.derived(case_columns(SHORT_BY_ONE)) == {"short_by": 1, "short_strides": 1}
-    assert deviations.derived(case_columns(SHORT_BY_FIVE)) == {"short_by": 5, "short_strides": 5}
-    assert deviations.derived(case_columns(SHORT_BY_TWO_STRIDE_2)) == {"short_by": 2, "short_strides": 1}
+    # short_over_stride = max over axes of k_eff - padded size - stride
+    assert _short(SHORT_BY_ONE) == {"short_by": 1, "short_strides": 1, "short_over_stride": 0}
+    assert _short(SHORT_BY_FIVE) == {"short_by": 5, "short_strides": 5, "short_over_stride": 4}
+    assert _short(SHORT_BY_TWO_STRIDE_2) == {"short_by": 2, "short_strides": 1, "short_over_stride": 0}
     explicit = ConvSpec(n=1, h=2, w=2, c_in=1, c_out=1, kh=3, kw=3, padding=((0, 0), (1, 0)))
-    assert deviations.derived(case_columns(explicit)) == {"short_by": 1, "short_strides": 1}
+    assert _short(explicit) == {"short_by": 1, "short_strides": 1, "short_over_stride": 0}
+    # SAME, in=4, k=1, s=4: out=1, slack = 4 - 0 - 1 = 3 rows; cols in=4, k=1, s=2: out=2, slack = 4 - 2 - 1 = 1
+    slack = ConvSpec(n=1, h=4, w=4, c_in=1, c_out=2, kh=1, kw=1, strides=(4, 2))
+    assert deviations.derived(case_columns(slack))["same_slack"] == 3
+    assert deviations.derived(case_columns(slack.replace(padding="VALID")))["same_slack"] == 0
+    # c_out_is_out_w: 4 filters, SAME stride 1 on a width of 4
+    wide = ConvSpec(n=1, h=4, w=4, c_in=1, c_out=4, kh=1, kw=1)
+    assert deviations.derived(case_columns(wide))["c_out_is_out_w"] is True
+    assert deviations.derived(case_columns(wide.replace(c_out=3)))["c_out_is_out_w"] is False
     assert deviations.derived({"h": 1}) == {}
 
 

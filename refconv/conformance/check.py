@@ -70,6 +70,8 @@ def verdict(label: str, spec: ConvSpec, comparison: Comparison) -> Verdict:
         if comparison.outcome == "pass":
             return Verdict("pass", comparison.message(label, spec), comparison)
         return Verdict("fail", _fail_text(label, spec, comparison), comparison)
+    if comparison.outcome == "pass" and not known.exact:  # a data-dependent bug that spared this case
+        return Verdict("pass", comparison.message(label, spec), comparison)
     if comparison.outcome in known.outcomes:
         return Verdict("xfail", f"known deviation {known.id}: {known.reason} ({known.upstream}) "
                                 f"[{comparison.outcome}: {comparison.error or comparison.message(label, spec)}]",

@@ -52,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"run every case in these dtypes, comma-separated ({', '.join(DTYPES)})")
     group.addoption("--refconv-seed", type=int, default=0, help="seed of the random case source (default 0)")
     group.addoption("--refconv-profile", choices=PROFILES, default=None,
-                    help="hypothesis profile (default: $HYPOTHESIS_PROFILE, else hypothesis' own default)")
+                    help="hypothesis profile (default: $HYPOTHESIS_PROFILE, else dev)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
         adapter_labels(config)
     if config.getoption("--refconv-cases") or config.getoption("--refconv-dtype"):
         selected_cases(config)
-    profile = config.getoption("--refconv-profile") or os.environ.get("HYPOTHESIS_PROFILE")
+    profile = config.getoption("--refconv-profile") or os.environ.get("HYPOTHESIS_PROFILE") or "dev"
     if profile:
         from hypothesis import settings
 

@@ -5,12 +5,13 @@ and the known-deviation replay. Run with `pytest --pyargs refconv.conformance` (
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from refconv import deviations, metamorphic, strategies
 from refconv.conformance.check import check, run
 from refconv.conformance.plugin import adapter_or_skip, assert_conforms
+from refconv.rows import case_columns
 from refconv.spec import DTYPES, LAYOUTS, ConvSpec
 
 # Cases the metamorphic relations run on: every relation applies to at least one, none is empty.
@@ -35,6 +36,14 @@ def test_metamorphic(refconv_label: str, relation: str, spec: ConvSpec) -> None:
     result = metamorphic.check(relation, metamorphic.adapter_conv(adapter_or_skip(refconv_label)), spec)
     if result.skipped:
         pytest.skip(result.message())
+    if not result.ok:
+        # A reviewed wrong-values deviation on this case breaks relations too: reported as known, not hidden.
+        # The relation runs the case in other layouts too (layout relation), so each layout's twin counts.
+        twins = [spec.replace(layout=layout) for layout in LAYOUTS]
+        rows = [{**case_columns(twin), "adapter": refconv_label, "outcome": "mismatch"} for twin in twins]
+        known = next((found for found in map(deviations.find, rows) if found is not None), None)
+        if known is not None:
+            pytest.xfail(f"known deviation {known.id}: {known.reason} ({known.upstream}) [{result.message()}]")
     assert result.ok, f"{refconv_label}: {result.message()}"
 
 
@@ -49,6 +58,7 @@ def test_known_deviations_reproduce(refconv_label: str) -> None:
 
 
 @given(data=st.data())
+@settings(suppress_health_check=[HealthCheck.filter_too_much])  # engines that decline many drawn cases
 def test_hypothesis(refconv_label: str, data: st.DataObject, pytestconfig: pytest.Config) -> None:
     """Drawn cases and drawn values: pass, or exactly a reviewed deviation (shrinks to a minimal case)."""
     adapter = adapter_or_skip(refconv_label)
