@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from regressions import MINIMAL_FAILURES, pinned
 
 from refconv import strategies
 from refconv.conformance.check import check, repro
@@ -24,7 +25,6 @@ from refconv.conformance.test_conv2d import (  # noqa: F401  (collected here too
     test_metamorphic,
 )
 from refconv.spec import ConvSpec
-from regressions import MINIMAL_FAILURES, pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 
