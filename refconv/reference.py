@@ -8,9 +8,17 @@ channels [g * c_in/g, (g + 1) * c_in/g). Padding follows `refconv.padding`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from refconv.padding import Axis, _geometry
 from refconv.spec import SpecError, _pair, normalize_padding
@@ -49,7 +57,8 @@ def _check(
     if activation not in (None, "relu"):
         raise SpecError(f"activation must be None or 'relu', got {activation!r}")
     strides, dilations = _pair("strides", strides), _pair("dilations", dilations)
-    rows, cols = _geometry(normalize_padding(padding), x.shape[1], x.shape[2], w.shape[0], w.shape[1], strides, dilations)
+    (_, h, wd, _), (kh, kw, _, _) = x.shape, w.shape
+    rows, cols = _geometry(normalize_padding(padding), h, wd, kh, kw, strides, dilations)
     return Geometry(rows, cols, strides, dilations, groups)
 
 
@@ -77,31 +86,232 @@ def conv2d(
            [42., 50.]])
     """
     g = _check(x, w, b, strides, padding, dilations, groups, activation)
-    return conv2d_fast(
-        np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64),
-        None if b is None else np.asarray(b, dtype=np.float64), g, activation,
-    )
+    return conv2d_fast(*_float64(x, w, b), g, activation)
+
+
+def _float64(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The arrays in float64, without a copy when they already are."""
+    return np.asarray(x, dtype=np.float64), np.asarray(w, dtype=np.float64), (
+        None if b is None else np.asarray(b, dtype=np.float64))
 
 
 def conv2d_fast(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, activation: str | None = None
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, activation: str | None = None,
+    *, absolute: bool = False,
 ) -> np.ndarray:
-    """Accumulate one GEMM per kernel offset, in the dtype of x (float64 for the reference)."""
-    n, c_in = x.shape[0], x.shape[3]
+    """Conv in the dtype of x (float64 for the reference), chunk by chunk; `absolute` convolves |x|, |w|, |b|.
+
+    Each chunk (a few images or a few output rows of one image) is zero-padded on its own and goes
+    through im2col + one GEMM batched over groups, or, with one input channel per group, through an
+    einsum over a sliding-window view. im2col chunks are shared by one thread per core, each with a
+    single-threaded BLAS. Working memory beyond x, w and the output stays near _CHUNK_BYTES per thread
+    whatever the shape; x is never padded or copied as a whole.
+    """
+    n, (kh, _, cg, c_out) = x.shape[0], w.shape
+    out = np.empty((n, g.rows.out, g.cols.out, c_out), dtype=x.dtype)  # every chunk writes its part
+    w = (np.abs(w) if absolute else w).astype(x.dtype, copy=False)
+    if b is not None:
+        b = np.asarray(np.abs(b) if absolute else b, dtype=x.dtype)
+    if out.size == 0 or cg == 0:
+        out[...] = 0  # no input channels: nothing to sum
+        return _finish(out, b, activation)
+    make_step, per_images, per_rows, parallel = _plan(x, w, b, g)
+    chunks: queue.SimpleQueue[tuple[slice, slice]] = queue.SimpleQueue()
+    for n0 in range(0, n, per_images):
+        for r0 in range(0, g.rows.out, per_rows):
+            chunks.put((slice(n0, n0 + per_images), slice(r0, r0 + per_rows)))
+
+    def work() -> None:
+        step = make_step()  # its own im2col buffer per thread
+        while True:
+            try:
+                images, rows = chunks.get_nowait()
+            except queue.Empty:
+                return
+            oc = out[images, rows]  # C-contiguous: whole images, or rows of one image
+            step(_padded_rows(x, g, kh, images, rows, absolute), oc)
+            _finish(oc, None, activation)  # while the chunk is still in cache
+
+    _in_threads(work, chunks.qsize() if parallel else 1)
+    return out
+
+
+class _Plan(NamedTuple):
+    make_step: Callable[[], _Step]  # called once per thread
+    images: int  # per chunk
+    rows: int  # output rows per chunk
+    parallel: bool  # whether the step gains from worker threads (einsum holds the GIL: measured no gain)
+
+
+def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> _Plan:
+    """The chunk step that measured fastest for this shape, and the chunk size."""
     kh, kw, cg, c_out = w.shape
-    ho, wo = g.rows.out, g.cols.out
-    (sh, sw), (dh, dw), groups = g.strides, g.dilations, g.groups
-    og = c_out // groups
-    out = np.zeros((n, ho, wo, groups, og), dtype=x.dtype)
-    if out.size:
-        xp = _pad(x, g)
-        wg = w.reshape(kh, kw, cg, groups, og).transpose(0, 1, 3, 2, 4)  # kh, kw, G, cg, og
+    # depthwise with multiplier 1: GEMMs of K = kh * kw, N = 1 waste BLAS; the einsum is 2.4x faster (measured,
+    # docs/performance.md), while with a multiplier or a single input channel im2col stays 2-6x ahead
+    windows = cg == 1 and c_out == g.groups
+    # bytes per output pixel of a chunk's working set: the im2col row (or the input pixel) and the output
+    row_bytes = ((1 if windows else kh * kw) * x.shape[3] + c_out) * x.dtype.itemsize
+    per_images, per_rows = _chunk_shape(g.rows.out, g.cols.out, row_bytes)
+    if windows:
+        return _Plan(lambda: _Windows(w, b, g), per_images, per_rows, parallel=False)
+    return _Plan(lambda: _Im2col(w, b, g, per_images * per_rows * g.cols.out), per_images, per_rows, parallel=True)
+
+
+def _in_threads(work: Callable[[], None], n_chunks: int) -> None:
+    """Run `work` in one thread per core, each with a single-threaded BLAS, when there are chunks to share.
+
+    Measured (docs/performance.md): the im2col copy is single-threaded, and many small GEMMs that each
+    wait for both BLAS threads stall whenever another process takes a core; one BLAS thread per worker
+    thread avoids both. Without threadpoolctl (which can limit BLAS threads) the chunks run in this thread.
+    """
+    threads = min(_CORES, n_chunks)
+    controller = _blas_controller() if threads > 1 else None
+    if controller is None:
+        work()
+        return
+    with _ONE_BLAS_THREAD.held(controller), ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(work) for _ in range(threads)]:
+            done.result()
+
+
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS, or None when it is missing or finds no BLAS to limit."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    controller = ThreadpoolController()
+    return controller if controller.select(user_api="blas").lib_controllers else None
+
+
+class _BlasLimit:
+    """A process-wide one-thread BLAS limit shared by concurrent convolutions (the runner runs cases in threads).
+
+    The BLAS thread count is global: the first holder sets it, the last one restores it, so that
+    overlapping calls from several threads never restore it under each other.
+    """
+
+    def __init__(self) -> None:
+        self.lock, self.holders, self.limiter = threading.Lock(), 0, None
+
+    @contextlib.contextmanager
+    def held(self, controller: Any) -> Iterator[None]:
+        with self.lock:
+            if self.holders == 0:
+                self.limiter = controller.limit(limits=1, user_api="blas")
+            self.holders += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.holders -= 1
+                if self.holders == 0 and self.limiter is not None:
+                    self.limiter.restore_original_limits()
+                    self.limiter = None
+
+
+_ONE_BLAS_THREAD = _BlasLimit()
+
+
+# Target bytes of one chunk's working set (the im2col buffer). Measured (docs/performance.md): near
+# 2 MiB it stays in cache and building it costs a few percent of the GEMM; at 8 MiB and above it costs more.
+_CHUNK_BYTES = 2 << 20
+# Fewer GEMM rows than this and BLAS loses efficiency, so large-K cases get a larger buffer.
+_MIN_CHUNK_PIXELS = 256
+
+
+def _chunk_shape(ho: int, wo: int, row_bytes: int) -> tuple[int, int]:
+    """(images, output rows) per chunk, so that a chunk's buffer holds about _CHUNK_BYTES."""
+    pixels = max(_MIN_CHUNK_PIXELS, _CHUNK_BYTES // row_bytes)
+    if pixels >= ho * wo:
+        return pixels // (ho * wo), ho
+    return 1, max(1, pixels // wo)
+
+
+_Step = Callable[[np.ndarray, np.ndarray], None]  # (padded input chunk, output chunk to fill)
+
+
+def _padded_rows(x: np.ndarray, g: Geometry, kh: int, images: slice, rows: slice, absolute: bool) -> np.ndarray:
+    """The zero-padded input rows that output `rows` read; a view of x when no padding touches them."""
+    (sh, _), (dh, _) = g.strides, g.dilations
+    n_rows = min(rows.stop, g.rows.out) - rows.start
+    top = rows.start * sh - g.rows.before  # first input row read, in unpadded coordinates
+    span = (n_rows - 1) * sh + (kh - 1) * dh + 1
+    lo, hi = max(top, 0), min(top + span, x.shape[1])
+    left, right = g.cols.before, g.cols.after
+    if (lo, hi, left, right) == (top, top + span, 0, 0):
+        return np.abs(x[images, lo:hi]) if absolute else x[images, lo:hi]
+    xs = x[images]
+    buf = np.zeros((xs.shape[0], span, left + x.shape[2] + right, x.shape[3]), dtype=x.dtype)
+    if hi > lo:
+        inner = buf[:, lo - top: hi - top, left: left + x.shape[2]]
+        inner[...] = xs[:, lo:hi]
+        if absolute:
+            np.abs(inner, out=inner)
+    return buf
+
+
+def _tap(xc: np.ndarray, g: Geometry, i: int, j: int, ho: int, wo: int) -> np.ndarray:
+    """The (images, ho, wo, channels) view of a padded chunk that kernel tap (i, j) meets."""
+    (sh, sw), (dh, dw) = g.strides, g.dilations
+    return xc[:, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw]
+
+
+class _Im2col:
+    """Chunk step: copy the taps into one reused buffer, then one GEMM batched over groups, bias included."""
+
+    def __init__(self, w: np.ndarray, b: np.ndarray | None, g: Geometry, max_pixels: int) -> None:
+        kh, kw, cg, _ = w.shape
+        self.w, self.b, self.g = w, b, g
+        # per group (kh * kw * cg, c_out / groups), rows in the order of the buffer's columns
+        wg = w.reshape(kh, kw, cg, g.groups, -1).transpose(3, 0, 1, 2, 4).reshape(g.groups, kh * kw * cg, -1)
+        # the bias rides in the GEMM as a last weight row against a column of ones: no extra pass over the output
+        self.wg = wg if b is None else np.concatenate([wg, b.reshape(g.groups, 1, -1)], axis=1)
+        self.k = self.wg.shape[1]
+        self.buf = np.empty((max_pixels * g.groups, self.k), dtype=w.dtype)
+        self.buf[:, kh * kw * cg:] = 1  # the ones column: each chunk's view puts it at the same place
+
+    def __call__(self, xc: np.ndarray, oc: np.ndarray) -> None:
+        nb, ho, wo, _ = oc.shape
+        kh, kw, cg, _ = self.w.shape
+        m, groups = nb * ho * wo, self.g.groups
+        out = oc.reshape(m, groups, -1).transpose(1, 0, 2)
+        if (kh, kw) == (1, 1) and xc.shape[1:3] == (ho, wo) and xc.flags.c_contiguous:
+            # a 1x1 kernel at unit stride without padding: the pixels are already the GEMM rows
+            np.matmul(xc.reshape(m, groups, cg).transpose(1, 0, 2), self.wg[:, :cg], out=out)
+            _finish(oc, self.b, None)
+            return
+        col = self.buf[: m * groups].reshape(nb, ho, wo, groups, self.k)
         for i in range(kh):
             for j in range(kw):
-                patch = xp[:, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw, :]
-                patch = patch.reshape(n, ho, wo, groups, 1, cg)
-                out += np.matmul(patch, wg[i, j])[..., 0, :]
-    return _finish(out.reshape(n, ho, wo, c_out), b, activation)
+                start = (i * kw + j) * cg
+                col[..., start: start + cg] = _tap(xc, self.g, i, j, ho, wo).reshape(nb, ho, wo, groups, cg)
+        # (groups, m, k) with BLAS-compatible strides: no copy
+        np.matmul(col.reshape(m, groups, self.k).transpose(1, 0, 2), self.wg, out=out)
+
+
+class _Windows:
+    """Chunk step for one input channel per group: einsum over a sliding-window view (no copy of the windows)."""
+
+    def __init__(self, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> None:
+        kh, kw, cg, _ = w.shape
+        self.w, self.b, self.g = w.reshape(kh, kw, cg, g.groups, -1), b, g
+
+    def __call__(self, xc: np.ndarray, oc: np.ndarray) -> None:
+        nb, ho, wo, _ = oc.shape
+        kh, kw, cg, groups, _ = self.w.shape
+        (sh, sw), (dh, dw) = self.g.strides, self.g.dilations
+        span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+        v = sliding_window_view(xc, span, axis=(1, 2))[:, : (ho - 1) * sh + 1: sh, : (wo - 1) * sw + 1: sw]
+        v = v[..., ::dh, ::dw].reshape(nb, ho, wo, groups, cg, kh, kw)
+        np.einsum("nrcgkij,ijkgm->nrcgm", v, self.w, out=oc.reshape(nb, ho, wo, groups, -1))
+        _finish(oc, self.b, None)
 
 
 def conv2d_direct(
@@ -131,13 +341,13 @@ def abs_bound(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, strides: Any = 1, padding: Any = "SAME",
     dilations: Any = 1, groups: int = 1,
 ) -> np.ndarray:
-    """|x| conv |w| + |b|: the magnitude every output's rounding error scales with."""
-    return conv2d(np.abs(np.asarray(x, dtype=np.float64)), np.abs(np.asarray(w, dtype=np.float64)),
-                  None if b is None else np.abs(np.asarray(b, dtype=np.float64)),
-                  strides, padding, dilations, groups)
+    """|x| conv |w| + |b|: the magnitude every output's rounding error scales with (fast path, |x| per chunk)."""
+    g = _check(x, w, b, strides, padding, dilations, groups, None)
+    return conv2d_fast(*_float64(x, w, b), g, absolute=True)
 
 
 def for_spec(spec: Any, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(expected, bound) of a ConvSpec's inputs: two fast-path convolutions in float64."""
-    args = (spec.strides, spec.padding, spec.dilations, spec.groups)
-    return conv2d(x, w, b, *args, activation=spec.activation), abs_bound(x, w, b, *args)
+    """(expected, bound) of a ConvSpec's inputs: two fast-path convolutions in float64, one float64 cast."""
+    g = _check(x, w, b, spec.strides, spec.padding, spec.dilations, spec.groups, spec.activation)
+    x64, w64, b64 = _float64(x, w, b)
+    return conv2d_fast(x64, w64, b64, g, spec.activation), conv2d_fast(x64, w64, b64, g, absolute=True)
