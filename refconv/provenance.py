@@ -1,11 +1,14 @@
 """Where and how a run was made: versions, CPU, threads, precision settings, environment, times, command line.
 
 `collect()` builds provenance.json for a run directory; `row_columns()` picks the key fields every result
-row carries (so rows from different runs stay self-describing after they are concatenated).
+row carries (so rows from different runs stay self-describing after they are concatenated). `host_columns()`
+gives the same fields as seen by the process that ran a case, plus the Dask worker it ran on, so rows of a
+sweep spread over a cluster each name the machine that produced them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -112,4 +115,51 @@ def row_columns(prov: dict[str, Any]) -> dict[str, Any]:
         "numpy_version": prov.get("numpy_version", ""),
         "refconv_version": prov.get("refconv_version", ""),
         "git_commit": prov.get("git", {}).get("commit", ""),
+        "worker": "",
+    }
+
+
+@functools.cache
+def _process_columns() -> dict[str, Any]:
+    # Cached: a process's host, CPU and versions do not change, and git is a subprocess.
+    return {
+        "host": socket.gethostname(),
+        "cpu_model": cpu_info()["model"],
+        "python": sys.version.split()[0],
+        "numpy_version": np.__version__,
+        "refconv_version": refconv.__version__,
+        "git_commit": git_commit().get("commit", ""),
+    }
+
+
+def host_columns() -> dict[str, Any]:
+    """The row_columns fields as seen by this process, with `worker` naming the Dask worker ('' outside one)."""
+    return {**_process_columns(), "worker": dask_worker_label()}
+
+
+def dask_worker_label() -> str:
+    """'name (address)' of the Dask worker running the calling task, its address when unnamed; '' elsewhere."""
+    distributed = sys.modules.get("distributed")  # never imported here: a Dask worker has it loaded already
+    if distributed is None:
+        return ""
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # not inside a Dask task
+        return ""
+    address, name = str(worker.address), worker.name
+    return address if name is None or str(name) == address else f"{name} ({address})"
+
+
+def host_provenance() -> dict[str, Any]:
+    """What provenance.json records about one cluster host: versions, CPU, thread environment."""
+    return {
+        "host": socket.gethostname(),
+        "worker": dask_worker_label(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "numpy_version": np.__version__,
+        "refconv_version": refconv.__version__,
+        "git": git_commit(),
+        "cpu": cpu_info(),
+        "env": thread_env(),
     }

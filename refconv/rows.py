@@ -19,6 +19,8 @@ RESULT_COLUMNS = (
     "time_ms", "time_min_ms", "time_median_ms", "repeats", "gflops", "error", "settings", "repro",
     # provenance key fields (refconv.provenance.row_columns), so concatenated runs stay self-describing
     "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit",
+    # where on a Dask cluster the row was made ('' in a local run): refconv.provenance.dask_worker_label
+    "worker",
 )
 COLUMNS = ("run_id",) + CASE_COLUMNS + RESULT_COLUMNS
 

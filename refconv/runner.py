@@ -15,6 +15,11 @@ worker processes come from a per-process registry (`pool_for`). So a cluster exe
 `dask.distributed.Client(...).get_executor()` can replace the default `ThreadPoolExecutor(--workers)`
 without changing the runner: each cluster process then keeps its own adapter workers. Storage, repro
 scripts and known-deviation matching stay in the main process, which owns the run directory.
+
+A `Cluster` (`refconv.distributed.DaskCluster`, `refconv run --dask`) supplies both the executor and the
+adapters' versions and settings, asked on its workers instead of in this process. Each CaseResult carries the
+host columns and adapter settings of the process that ran it, so every row names where it was made. A
+(case, adapter) pair is stored once: a result that arrives again (a task rerun after its worker died) is dropped.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -109,8 +114,24 @@ class Answer:
 
 @dataclass
 class CaseResult:
+    """One case's answers, with the host columns and adapter info of the process that ran it."""
+
     spec: ConvSpec
     answers: list[Answer]
+    where: dict[str, Any] = field(default_factory=dict)  # provenance.host_columns() of the running process
+    adapter_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> version, settings there
+
+
+class Cluster(Protocol):
+    """Where a run executes when not in this process: an executor plus its workers' adapter info."""
+
+    def start(self, labels: tuple[str, ...], isolation: bool) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """Load the adapters on the workers: ({label: version and settings}, cluster provenance)."""
+        ...
+
+    def executor(self) -> Executor:
+        """The executor the cases are submitted to."""
+        ...
 
 
 class Cancelled(Exception):
@@ -179,7 +200,8 @@ def run_case(task: CaseTask) -> CaseResult:
     """The unit of work an executor runs: one case through the adapters named in the task."""
     pool = pool_for(task.run_labels, task.isolation)
     _, _, answers = evaluate(task.spec, task.labels, pool, task.repeats, task.case_timeout)
-    return CaseResult(task.spec, answers)
+    info = {label: pool.handle(label).info for label in task.labels}
+    return CaseResult(task.spec, answers, provenance.host_columns(), {k: v for k, v in info.items() if v})
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -211,7 +233,7 @@ def build_rows(result: CaseResult, ctx: RowContext) -> list[dict[str, Any]]:
     case = case_columns(result.spec)
     rows = []
     for answer in result.answers:
-        info = ctx.adapter_info.get(answer.label, {})
+        info = result.adapter_info.get(answer.label) or ctx.adapter_info.get(answer.label, {})
         row: dict[str, Any] = {"run_id": ctx.run_id, **case, "adapter": answer.label,
                                "adapter_version": info.get("version", "")}
         row.update(answer.comparison.as_row())
@@ -220,6 +242,7 @@ def build_rows(result: CaseResult, ctx: RowContext) -> list[dict[str, Any]]:
         row["repro"] = ""
         row["known_deviation"] = ""
         row.update(ctx.provenance_columns)
+        row.update(result.where)  # the host that ran the case, where it differs from this one
         rows.append(row)
     return rows
 
@@ -253,12 +276,13 @@ class Runner:
     """Runs a RunConfig into a RunStore; finished (case, adapter) pairs already stored are skipped."""
 
     def __init__(self, store: RunStore, config: RunConfig, executor: Executor | None = None,
-                 progress: bool = False, argv: list[str] | None = None) -> None:
-        self.store, self.config, self.executor = store, config, executor
+                 progress: bool = False, argv: list[str] | None = None, cluster: Cluster | None = None) -> None:
+        self.store, self.config, self.executor, self.cluster = store, config, executor, cluster
         self.progress = progress
         self.argv = argv if argv is not None else list(sys.argv)
         self.errors: list[str] = []
         self._submitted: dict[Future[CaseResult], str] = {}
+        self._stored: set[tuple[str, str]] = set()
 
     def tasks(self, done: set[tuple[str, str]]) -> list[CaseTask]:
         cfg, out = self.config, []
@@ -268,15 +292,20 @@ class Runner:
                 out.append(CaseTask(spec, missing, tuple(cfg.adapters), cfg.repeats, cfg.case_timeout, cfg.isolation))
         return out
 
-    def _start_workers(self) -> tuple[Pool, dict[str, dict[str, Any]]]:
+    def _start_workers(self) -> tuple[Pool | None, dict[str, dict[str, Any]], dict[str, Any]]:
+        """(local pool or None, adapter info, cluster provenance or {}); a failing adapter is a UsageError."""
         labels = tuple(self.config.adapters)
+        if self.cluster is not None:  # the adapters live on the cluster's workers, maybe not here at all
+            info, cluster_prov = self.cluster.start(labels, self.config.isolation)
+            self.executor = self.cluster.executor()
+            return None, info, cluster_prov
         pool = pool_for(labels, self.config.isolation)
         try:
             info = pool.start()
         except WorkerLoadError as exc:
             pool.close()
             raise UsageError(str(exc)) from None
-        return pool, info
+        return pool, info, {}
 
     def _provenance(self, info: dict[str, dict[str, Any]]) -> dict[str, Any]:
         started = provenance.utc_now()
@@ -296,9 +325,13 @@ class Runner:
         cfg = self.config
         self.store.write_json("run.json", cfg.to_dict())
         done = {(r["case_id"], r["adapter"]) for r in self.store.rows()}
+        self._stored = set(done)
         tasks = self.tasks(done)
-        pool, info = self._start_workers()
+        pool, info, cluster_prov = self._start_workers()
         prov = self._provenance(info)
+        if cluster_prov:
+            prov["cluster"] = cluster_prov
+            self.store.write_json("provenance.json", prov)
         ctx = RowContext(cfg.run_id, info, provenance.row_columns(prov))
         _STOP.clear()
         new_rows, interrupted = 0, False
@@ -307,11 +340,14 @@ class Runner:
             new_rows, interrupted = self._drive(tasks, ctx, len(cfg.cases))
         finally:
             _restore_sigint(previous)
-            if interrupted:
+            if interrupted and pool is not None:
                 pool.kill_all()
             self.store.close()
         rows = self._all_rows()
         paths = self.store.write_tables(rows)
+        hosts = _hosts(rows)
+        if hosts:
+            prov["hosts"] = hosts
         prov["finished_utc"] = "" if interrupted else provenance.utc_now()
         prov["interrupted"] = interrupted
         prov["main_process_frameworks"] = provenance.main_process_frameworks()
@@ -350,6 +386,7 @@ class Runner:
                 executor.shutdown(wait=True, cancel_futures=True)
 
     def _store_result(self, future: Future[CaseResult], ctx: RowContext) -> int:
+        case_id = self._submitted.pop(future, "?")  # dropped so a cluster may forget the finished task
         if future.cancelled():
             return 0
         try:
@@ -357,14 +394,24 @@ class Runner:
         except Cancelled:
             return 0
         except Exception as exc:  # a bug on refconv's side (the reference, say): report it, keep the run going
-            case_id = self._submitted.get(future, "?")
             self.errors.append(f"{case_id}: {error_text(exc)}")
             print(f"refconv run: internal error on case {case_id}: {error_text(exc)}", file=sys.stderr)
+            return 0
+        result = self._unstored(result)
+        if not result.answers:
             return 0
         rows = build_rows(result, ctx)
         finish_rows(self.store.dir, result, rows)
         self.store.append(rows)
+        self._stored.update((result.spec.id, answer.label) for answer in result.answers)
         return len(rows)
+
+    def _unstored(self, result: CaseResult) -> CaseResult:
+        """The result without answers already stored (a cluster may deliver a rerun task's result again)."""
+        fresh = [a for a in result.answers if (result.spec.id, a.label) not in self._stored]
+        if len(fresh) == len(result.answers):
+            return result
+        return CaseResult(result.spec, fresh, result.where, result.adapter_info)
 
     def _all_rows(self) -> list[dict[str, Any]]:
         """Stored rows, one per (case, adapter) (the first stored wins), in case order then adapter order."""
@@ -375,6 +422,17 @@ class Runner:
             unique.setdefault((row["case_id"], row["adapter"]), row)
         return sorted(unique.values(), key=lambda r: (case_order.get(r["case_id"], len(case_order)),
                                                       label_order.get(r["adapter"], len(label_order))))
+
+
+def _hosts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Distinct (host, worker, cpu_model) with row counts when a cluster ran the rows; [] for a local run."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        key = (str(row.get("host", "")), str(row.get("worker", "")), str(row.get("cpu_model", "")))
+        counts[key] = counts.get(key, 0) + 1
+    if all(not worker for _, worker, _ in counts):
+        return []
+    return [{"host": h, "worker": w, "cpu_model": c, "rows": n} for (h, w, c), n in sorted(counts.items())]
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

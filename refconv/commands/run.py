@@ -3,6 +3,8 @@
 Every finished (case, adapter) row is appended to rows.jsonl at once; results.csv and results.parquet
 are rewritten atomically as the run goes and at its end. Ctrl-C stops cleanly: `refconv run --resume DIR`
 finishes the run. `refconv run --case CASE_ID --adapters X` reruns one case and prints the full comparison.
+`refconv run --dask tcp://scheduler:8786` runs the cases on a Dask cluster's workers (docs/cluster.md); the
+rows are written here as they come back, each naming the host and worker that made it.
 """
 
 from __future__ import annotations
@@ -53,12 +55,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-isolation", action="store_true",
                    help="run adapters in this process (debugging, measuring isolation overhead)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run the cases on a Dask cluster, e.g. tcp://127.0.0.1:8786 (needs refconv[dask]; "
+                        "the cluster's worker threads set the parallelism; name --adapters explicitly)")
 
 
 def main(args: argparse.Namespace) -> int:
     from refconv import runner
     from refconv.store import RunStore
 
+    _check_dask_arguments(args)
     if args.case:
         return _one_case(args)
     if args.resume:
@@ -67,11 +73,19 @@ def main(args: argparse.Namespace) -> int:
         _override(config, args)
     else:
         config = _new_config(args)
-        out = Path(args.out) if args.out else Path("reports") / config.run_id
-        store = RunStore.create(out)
-    for label, reason in config.unavailable.items():
-        print(f"refconv run: skipping adapter {label}: {reason}", file=sys.stderr)
-    summary = runner.Runner(store, config, progress=not args.no_progress).run()
+    cluster = _connect(args.dask) if args.dask else None  # before the run directory exists: fail leaves nothing
+    try:
+        if cluster is not None:  # the workers check the adapters (unknown, missing framework) before it too
+            cluster.start(tuple(config.adapters), config.isolation)
+        if not args.resume:
+            out = Path(args.out) if args.out else Path("reports") / config.run_id
+            store = RunStore.create(out)
+        for label, reason in config.unavailable.items():
+            print(f"refconv run: skipping adapter {label}: {reason}", file=sys.stderr)
+        summary = runner.Runner(store, config, progress=not args.no_progress, cluster=cluster).run()
+    finally:
+        if cluster is not None:
+            cluster.close()
     _print_summary(summary)
     if summary.interrupted:
         print(f"refconv run: interrupted; {summary.new_rows} new rows kept. Continue with:\n"
@@ -84,6 +98,30 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_dask_arguments(args: argparse.Namespace) -> None:
+    from refconv.errors import UsageError
+
+    if args.dask is None:
+        return
+    if args.case:
+        raise UsageError("--case reruns one case in this process; drop --dask")
+    if args.workers is not None:
+        raise UsageError("--workers sets local parallelism; with --dask the cluster's worker threads set it")
+
+
+def _connect(address: str) -> Any:
+    from refconv import distributed
+
+    cluster = distributed.connect(address)
+    try:
+        count = len(cluster.workers())
+    except BaseException:
+        cluster.close()
+        raise
+    print(f"refconv run: Dask scheduler {address}, {count} worker(s)", file=sys.stderr)
+    return cluster
+
+
 def _override(config: Any, args: argparse.Namespace) -> None:
     """On --resume the stored arguments hold; only how the run executes may change."""
     if args.workers is not None:
@@ -94,8 +132,11 @@ def _override(config: Any, args: argparse.Namespace) -> None:
         config.isolation = False
 
 
-def resolve_adapters(text: str | None) -> tuple[list[str], dict[str, str]]:
-    """(labels to run, {skipped label: reason}); a named adapter that is unknown or unavailable is an error."""
+def resolve_adapters(text: str | None, local: bool = True) -> tuple[list[str], dict[str, str]]:
+    """(labels to run, {skipped label: reason}); a named adapter that is unknown or unavailable is an error.
+
+    With local=False (a --dask run) named adapters are only parsed: the cluster's workers check them.
+    """
     import adapters
     from refconv.errors import UsageError
 
@@ -111,7 +152,7 @@ def resolve_adapters(text: str | None) -> tuple[list[str], dict[str, str]]:
     labels = []
     for item in (part for part in text.split(",") if part.strip()):
         ref = adapters.parse(item)
-        reason = adapters.unavailable_reason(ref)
+        reason = adapters.unavailable_reason(ref) if local else None
         if reason:
             raise UsageError(f"adapter {ref.label!r} is unavailable: {reason}")
         if ref.label not in labels:
@@ -128,7 +169,7 @@ def _new_config(args: argparse.Namespace) -> Any:
     selection = args.cases or cases.DEFAULT_SELECTION
     seed = 0 if args.seed is None else args.seed
     specs = cases.select(selection, seed=seed)
-    labels, skipped = resolve_adapters(args.adapters)
+    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None)
     if not labels:
         raise UsageError("no adapter is available: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return runner.RunConfig(

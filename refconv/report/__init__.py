@@ -13,14 +13,18 @@ from refconv.report.summary import (
     capability,
     deviations,
     findings,
+    hosts,
     outcomes,
+    outcomes_by_host,
     same_geometry,
     timings,
+    timings_by_host,
     unsupported_reasons,
     worst,
 )
 
 __all__ = [
-    "RunDiff", "by", "capability", "compare_runs", "deviations", "findings", "load_run", "normalize", "outcomes",
-    "read_json", "same_geometry", "timings", "unsupported_reasons", "worst", "write_comparison", "write_reports",
+    "RunDiff", "by", "capability", "compare_runs", "deviations", "findings", "hosts", "load_run", "normalize",
+    "outcomes", "outcomes_by_host", "read_json", "same_geometry", "timings", "timings_by_host", "unsupported_reasons",
+    "worst", "write_comparison", "write_reports",
 ]

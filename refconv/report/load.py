@@ -15,7 +15,7 @@ from refconv.rows import COLUMNS
 TEXT_COLUMNS = (
     "run_id", "case_id", "case_name", "dtype", "padding", "layout", "activation", "adapter", "adapter_version",
     "outcome", "known_deviation", "expected_shape", "actual_shape", "error", "settings", "repro",
-    "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit",
+    "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit", "worker",
 )
 NUMERIC_COLUMNS = (
     "n", "h", "w", "c_in", "c_out", "kh", "kw", "sh", "sw", "dh", "dw", "groups", "pad_top", "pad_bottom",

@@ -99,6 +99,7 @@ def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[st
     )
     sections = [
         ("overview", "Overview", _html_overview(df, provenance, arguments)),
+        *([("hosts", "Hosts", _html_hosts(df))] if summary.multi_host(df) else []),
         ("findings", "Findings", _html_findings(df)),
         ("errors", "Where the errors sit", _html_errors(df)),
         ("geometry", "Padding geometry (SAME cases)", _html_geometry(df)),
@@ -120,6 +121,25 @@ def _html_overview(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict
         out += f"<details{' open' if name == 'Provenance' else ''}><summary>{name}</summary><table>{rows}</table>" \
                "</details>"
     return out
+
+
+def _html_hosts(df: pd.DataFrame) -> str:
+    """Only rendered when more than one host ran the rows: what each host is, its outcomes and its timings."""
+    out = ("<p>More than one host ran this sweep (refconv run --dask). Each row names its host and Dask worker; "
+           "outcomes and timings are grouped by host below, as machines and builds may differ.</p>")
+    out += H.table(summary.hosts(df), cap=None)
+    out += "<h3>Outcomes per host and adapter</h3>" + H.table(overview_by_host(df), cap=None)
+    table = summary.timings_by_host(df)
+    if not table.empty:
+        out += "<h3>Timings per host and adapter</h3>" + H.table(table, cap=None)
+    return out
+
+
+def overview_by_host(df: pd.DataFrame) -> pd.DataFrame:
+    """outcomes_by_host(df) with the pass rate in percent."""
+    table = summary.outcomes_by_host(df)
+    table["pass_rate"] = (table["pass_rate"] * 100).round(1).map(lambda v: "" if pd.isna(v) else f"{v:g}%")
+    return table
 
 
 def _long(text: str, limit: int = 240) -> str:
@@ -292,7 +312,10 @@ def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, 
     parts = [f"# {title}\n", f"**{n_find} finding(s)** ({n_known} explained by known deviations) over {len(df)} "
              f"rows, {df['case_id'].nunique()} cases, {n_adapters} adapter(s). Details, plots: report.html.\n",
              "## Outcomes per adapter\n", H.md_table(overview(df), cap=None)]
-    flat = flatten(provenance)
+    if summary.multi_host(df):
+        parts += ["\n## Hosts\n", H.md_table(summary.hosts(df), cap=None),
+                  "\n### Outcomes per host and adapter\n", H.md_table(overview_by_host(df), cap=None)]
+    flat = flatten({k: v for k, v in provenance.items() if k != "cluster"})  # per-worker detail: report.html
     keys = [k for k in flat if not k.endswith("flags")]
     if keys:
         parts += ["\n## Provenance\n", H.md_table(pd.DataFrame({"value": [flat[k][:200] for k in keys]},

@@ -221,3 +221,59 @@ def log_ratio(values: pd.Series, floor: float = 1e-3) -> np.ndarray:
     v = values.to_numpy(dtype=float)
     v = np.where(np.isposinf(v), 1e12, v)
     return np.clip(v, floor, None)
+
+
+# --- hosts (a sweep spread over a Dask cluster) ------------------------------------------------------
+
+
+def host_names(df: pd.DataFrame) -> list[str]:
+    """The distinct non-empty hosts that ran rows, sorted."""
+    return sorted(h for h in df["host"].astype(str).unique() if h)
+
+
+def multi_host(df: pd.DataFrame) -> bool:
+    """True when more than one host ran the rows (the reports then group by host)."""
+    return len(host_names(df)) > 1
+
+
+def hosts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per host: rows, findings, Dask workers, CPU model, Python, refconv commit and each adapter's version."""
+    cols = ["rows", "findings", "workers", "cpu_model", "python", "git_commit", "adapters"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    work = df.assign(_finding=df["outcome"].isin(FINDING_OUTCOMES).astype(int))
+    out = []
+    for host, group in work.groupby("host", sort=True):
+        versions = group.groupby("adapter")["adapter_version"].agg(lambda s: "/".join(sorted(set(s) - {""})))
+        out.append({
+            "host": host, "rows": len(group), "findings": int(group["_finding"].sum()),
+            "workers": len(set(group["worker"]) - {""}),
+            "cpu_model": _distinct(group["cpu_model"]), "python": _distinct(group["python"]),
+            "git_commit": _distinct(group["git_commit"].str[:10]),
+            "adapters": ", ".join(f"{a} {v}" for a, v in versions.items()),
+        })
+    return pd.DataFrame(out).set_index("host")[cols]
+
+
+def outcomes_by_host(df: pd.DataFrame) -> pd.DataFrame:
+    """outcomes() per host: index (host, adapter)."""
+    parts = {host: outcomes(group) for host, group in df.groupby("host", sort=True)}
+    if not parts:
+        return outcomes(df)
+    table = pd.concat(parts, names=["host", "adapter"]).fillna(0)
+    counts = [c for c in table.columns if c != "pass_rate"]
+    table[counts] = table[counts].astype(int)
+    return table
+
+
+def timings_by_host(df: pd.DataFrame) -> pd.DataFrame:
+    """timings() per host: index (host, adapter); machines differ, so times are compared within a host."""
+    parts = {host: timings(group) for host, group in df.groupby("host", sort=True)}
+    parts = {host: table for host, table in parts.items() if not table.empty}
+    if not parts:
+        return timings(df.iloc[:0])
+    return pd.concat(parts, names=["host", "adapter"])
+
+
+def _distinct(values: pd.Series) -> str:
+    return ", ".join(sorted(set(values.astype(str)) - {""}))
