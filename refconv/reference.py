@@ -8,13 +8,7 @@ channels [g * c_in/g, (g + 1) * c_in/g). Padding follows `refconv.padding`.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -104,10 +98,11 @@ def conv2d_fast(
     """Conv in the dtype of x (float64 for the reference), chunk by chunk; `absolute` convolves |x|, |w|, |b|.
 
     Each chunk (a few images or a few output rows of one image) is zero-padded on its own and goes
-    through im2col + one GEMM batched over groups, or, with one input channel per group, through an
-    einsum over a sliding-window view. im2col chunks are shared by one thread per core, each with a
-    single-threaded BLAS. Working memory beyond x, w and the output stays near _CHUNK_BYTES per thread
-    whatever the shape; x is never padded or copied as a whole.
+    through im2col + one GEMM batched over groups (BLAS uses every core), or, with one input channel per
+    group, through an einsum over a sliding-window view. Working memory beyond x, w and the output stays
+    near _CHUNK_BYTES whatever the shape; x is never padded or copied as a whole. (Sharing chunks among
+    threads with one BLAS thread each measured faster alone but slower interleaved with other BLAS work,
+    as in a sweep: docs/performance.md.)
     """
     n, (kh, _, cg, c_out) = x.shape[0], w.shape
     out = np.empty((n, g.rows.out, g.cols.out, c_out), dtype=x.dtype)  # every chunk writes its part
@@ -117,32 +112,21 @@ def conv2d_fast(
     if out.size == 0 or cg == 0:
         out[...] = 0  # no input channels: nothing to sum
         return _finish(out, b, activation)
-    make_step, per_images, per_rows, parallel = _plan(x, w, b, g)
-    chunks: queue.SimpleQueue[tuple[slice, slice]] = queue.SimpleQueue()
+    make_step, per_images, per_rows = _plan(x, w, b, g)
+    step = make_step()  # one im2col buffer, reused by every chunk
     for n0 in range(0, n, per_images):
         for r0 in range(0, g.rows.out, per_rows):
-            chunks.put((slice(n0, n0 + per_images), slice(r0, r0 + per_rows)))
-
-    def work() -> None:
-        step = make_step()  # its own im2col buffer per thread
-        while True:
-            try:
-                images, rows = chunks.get_nowait()
-            except queue.Empty:
-                return
+            images, rows = slice(n0, n0 + per_images), slice(r0, r0 + per_rows)
             oc = out[images, rows]  # C-contiguous: whole images, or rows of one image
             step(_padded_rows(x, g, kh, images, rows, absolute), oc)
             _finish(oc, None, activation)  # while the chunk is still in cache
-
-    _in_threads(work, chunks.qsize() if parallel else 1)
     return out
 
 
 class _Plan(NamedTuple):
-    make_step: Callable[[], _Step]  # called once per thread
+    make_step: Callable[[], _Step]
     images: int  # per chunk
     rows: int  # output rows per chunk
-    parallel: bool  # whether the step gains from worker threads (einsum holds the GIL: measured no gain)
 
 
 def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> _Plan:
@@ -155,68 +139,8 @@ def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> _P
     row_bytes = ((1 if windows else kh * kw) * x.shape[3] + c_out) * x.dtype.itemsize
     per_images, per_rows = _chunk_shape(g.rows.out, g.cols.out, row_bytes)
     if windows:
-        return _Plan(lambda: _Windows(w, b, g), per_images, per_rows, parallel=False)
-    return _Plan(lambda: _Im2col(w, b, g, per_images * per_rows * g.cols.out), per_images, per_rows, parallel=True)
-
-
-def _in_threads(work: Callable[[], None], n_chunks: int) -> None:
-    """Run `work` in one thread per core, each with a single-threaded BLAS, when there are chunks to share.
-
-    Measured (docs/performance.md): the im2col copy is single-threaded, and many small GEMMs that each
-    wait for both BLAS threads stall whenever another process takes a core; one BLAS thread per worker
-    thread avoids both. Without threadpoolctl (which can limit BLAS threads) the chunks run in this thread.
-    """
-    threads = min(_CORES, n_chunks)
-    controller = _blas_controller() if threads > 1 else None
-    if controller is None:
-        work()
-        return
-    with _ONE_BLAS_THREAD.held(controller), ThreadPoolExecutor(threads) as pool:
-        for done in [pool.submit(work) for _ in range(threads)]:
-            done.result()
-
-
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    """threadpoolctl's controller of the loaded BLAS, or None when it is missing or finds no BLAS to limit."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    controller = ThreadpoolController()
-    return controller if controller.select(user_api="blas").lib_controllers else None
-
-
-class _BlasLimit:
-    """A process-wide one-thread BLAS limit shared by concurrent convolutions (the runner runs cases in threads).
-
-    The BLAS thread count is global: the first holder sets it, the last one restores it, so that
-    overlapping calls from several threads never restore it under each other.
-    """
-
-    def __init__(self) -> None:
-        self.lock, self.holders, self.limiter = threading.Lock(), 0, None
-
-    @contextlib.contextmanager
-    def held(self, controller: Any) -> Iterator[None]:
-        with self.lock:
-            if self.holders == 0:
-                self.limiter = controller.limit(limits=1, user_api="blas")
-            self.holders += 1
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.holders -= 1
-                if self.holders == 0 and self.limiter is not None:
-                    self.limiter.restore_original_limits()
-                    self.limiter = None
-
-
-_ONE_BLAS_THREAD = _BlasLimit()
+        return _Plan(lambda: _Windows(w, b, g), per_images, per_rows)
+    return _Plan(lambda: _Im2col(w, b, g, per_images * per_rows * g.cols.out), per_images, per_rows)
 
 
 # Target bytes of one chunk's working set (the im2col buffer). Measured (docs/performance.md): near
