@@ -25,7 +25,7 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from refconv.report.diff import ERROR_FACTOR, TIME_FACTOR, TIME_MIN_MS
+    from refconv.thresholds import ERROR_FACTOR, TIME_FACTOR, TIME_MIN_MS
 
     p.add_argument("base", metavar="BASE", help="the run directory to compare against")
     p.add_argument("new", metavar="NEW", help="the run directory under test")

@@ -19,11 +19,9 @@ import pandas as pd
 from refconv.report import html as H
 from refconv.report.load import load_run, run_path
 from refconv.report.render import write_text
+from refconv.thresholds import ERROR_FACTOR, TIME_FACTOR, TIME_MIN_MS
 
 KEY = ["case_id", "adapter"]
-ERROR_FACTOR = 10.0
-TIME_FACTOR = 1.5
-TIME_MIN_MS = 1.0
 
 
 @dataclass
