@@ -110,16 +110,26 @@ def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[st
     return H.page(title, sections, verdict)
 
 
+# Provenance fields shown in the overview; the whole record is one click away (it runs to a hundred lines).
+KEY_PROVENANCE = ("refconv_version", "git.commit", "python", "numpy_version", "cpu.model", "cpu.usable_cores",
+                  "host", "started_utc", "finished_utc", "command")
+
+
 def _html_overview(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, Any]) -> str:
     out = "<h3>Outcomes per adapter</h3>" + H.table(overview(df), cap=None)
-    for name, data in (("Provenance", provenance), ("Run arguments", arguments)):
+    flat_provenance = flatten(provenance)
+    key = [(k, flat_provenance[k]) for k in KEY_PROVENANCE if k in flat_provenance]
+    if key:
+        rows = "".join(f"<tr><th>{H.esc(k)}</th><td>{_long(v)}</td></tr>" for k, v in key)
+        out += f"<h3>Provenance</h3><table>{rows}</table>"
+    for name, data in (("All provenance (versions, settings, environment of every adapter)", provenance),
+                       ("Run arguments", arguments)):
         flat = flatten(data)
         if not flat:
             out += f'<p class="small">{name}: not recorded.</p>'
             continue
         rows = "".join(f"<tr><th>{H.esc(k)}</th><td>{_long(v)}</td></tr>" for k, v in flat.items())
-        out += f"<details{' open' if name == 'Provenance' else ''}><summary>{name}</summary><table>{rows}</table>" \
-               "</details>"
+        out += f"<details><summary>{name}</summary><table>{rows}</table></details>"
     return out
 
 
