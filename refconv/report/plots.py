@@ -23,7 +23,7 @@ MARKERS = "os^Dv<>ph*"
 def _figure(width: float = 9.0, height: float = 4.2) -> Any:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return Figure(figsize=(width, height), dpi=DPI, layout="tight")  # constrained layout cost 1.4 s of 3.8
 
 
 def to_base64(fig: Any) -> str:
