@@ -27,13 +27,13 @@ from refconv.reference import for_spec
 from refconv.spec import ConvSpec
 
 
-def run_sweep(cases: str, adapters: str, out: Path) -> float:
+def run_sweep(cases: str, adapters: str, out: Path, extra: list[str] | None = None) -> float:
     """Wall seconds of one `refconv run` in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "refconv", "run", "--cases", cases, "--adapters", adapters,
-                    "--out", str(out), "--no-progress"], env=env, check=True, stdout=subprocess.DEVNULL,
+                    "--out", str(out), "--no-progress", *(extra or [])], env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
@@ -64,11 +64,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="random:1000")
     parser.add_argument("--adapters", default="numpy,torch")
+    parser.add_argument("--dtype", default=None, help="run every case in this dtype (refconv run --dtype)")
     parser.add_argument("--keep", type=Path, help="run directory to keep (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "run"
-        wall = run_sweep(args.cases, args.adapters, out)
+        wall = run_sweep(args.cases, args.adapters, out, ["--dtype", args.dtype] if args.dtype else None)
         rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line.strip()]
     case_ids = list(dict.fromkeys(str(r["case_id"]) for r in rows))
     per_adapter = adapter_seconds(rows)

@@ -118,6 +118,15 @@ def select(selection: str = DEFAULT_SELECTION, seed: int = 0) -> list[ConvSpec]:
     return list(out.values())
 
 
+def with_dtype(specs: list[ConvSpec], dtype: str) -> list[ConvSpec]:
+    """The same cases in one dtype (ids change with it; duplicates dropped); an unknown dtype raises SpecError."""
+    out: dict[str, ConvSpec] = {}
+    for spec in specs:
+        twin = spec.replace(dtype=dtype)
+        out.setdefault(twin.id, twin)
+    return list(out.values())
+
+
 def _parts(selection: str) -> Iterator[str]:
     parts = [p.strip() for p in selection.split(",") if p.strip()]
     if not parts:

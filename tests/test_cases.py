@@ -70,3 +70,12 @@ def test_selection_strings():
 def test_bad_selections_raise_one_clear_error(selection, message):
     with pytest.raises(SpecError, match=message):
         select(selection)
+
+
+def test_with_dtype_sets_every_case_and_rejects_unknown_dtypes():
+    from refconv.cases import with_dtype
+
+    specs = with_dtype(random_cases(30, seed=2), "float32")
+    assert {s.dtype for s in specs} == {"float32"} and len(specs) == len({s.id for s in specs})
+    with pytest.raises(SpecError, match="dtype must be one of"):
+        with_dtype(specs, "int8")

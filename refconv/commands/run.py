@@ -42,6 +42,8 @@ def _positive_float(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", default=None, metavar="SEL", help="case selection, e.g. 'edge,random:200' (the default)")
     p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of the random sweep (default 0)")
+    p.add_argument("--dtype", default=None, metavar="DTYPE",
+                   help="run every selected case in this dtype (float16, bfloat16, float32, float64)")
     p.add_argument("--adapters", default=None, metavar="A,B",
                    help="adapter labels, e.g. numpy,tf,tf:onednn=off,torch (default: every available built-in)")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default reports/<run-id>)")
@@ -169,6 +171,8 @@ def _new_config(args: argparse.Namespace) -> Any:
     selection = args.cases or cases.DEFAULT_SELECTION
     seed = 0 if args.seed is None else args.seed
     specs = cases.select(selection, seed=seed)
+    if args.dtype is not None:
+        specs = cases.with_dtype(specs, args.dtype)
     labels, skipped = resolve_adapters(args.adapters, local=args.dask is None)
     if not labels:
         raise UsageError("no adapter is available: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
