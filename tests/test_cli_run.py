@@ -105,6 +105,15 @@ def test_case_prints_the_full_comparison(capsys):
     assert "worst elements" in out and "(0, 0, 0, 0):" in out
 
 
+def test_case_names_the_known_deviation_that_explains_a_row(capsys):
+    pytest.importorskip("torch", reason="torch is not installed")
+    argv = ["run", "--case", "n1-2x2x2-k3x3x2-s1x1-valid-f32", "--adapters", "torch", "--no-isolation"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "torch: raised:" in out and "known deviation torch_empty_output_raises:" in out
+    assert "https://github.com/pytorch/pytorch/issues/17247" in out
+
+
 def test_case_with_a_passing_adapter_exits_0(capsys):
     assert main(["run", "--case", "n1-5x5x3-k1x1x4-s1x1-same-f32", "--adapters", "numpy", "--no-isolation"]) == 0
     assert "numpy: pass" in capsys.readouterr().out

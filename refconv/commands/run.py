@@ -229,6 +229,9 @@ def _one_case(args: argparse.Namespace) -> int:
     for answer in answers:
         print()
         print(answer.comparison.message(answer.label, spec))
+        known = _known_deviation(spec, answer.label, answer.comparison.outcome)
+        if known:
+            print(f"  known deviation {known}")
         timing = runner.timing_columns(spec, answer.times_ms)
         if timing["repeats"]:
             print(f"  time: median {timing['time_median_ms']:.3f} ms, min {timing['time_min_ms']:.3f} ms "
@@ -237,6 +240,15 @@ def _one_case(args: argparse.Namespace) -> int:
             print(_worst_text(spec, expected, bound, answer.actual))
         failed = failed or answer.comparison.outcome not in runner.NO_REPRO
     return 1 if failed else 0
+
+
+def _known_deviation(spec: Any, label: str, outcome: str) -> str:
+    """'id: reason (upstream)' of the reviewed deviation that explains this outcome, or ''."""
+    from refconv import deviations
+    from refconv.rows import case_columns
+
+    found = deviations.find({**case_columns(spec), "adapter": label, "outcome": outcome})
+    return f"{found.id}: {found.reason} ({found.upstream})" if found else ""
 
 
 def _case_text(spec: Any, expected: Any) -> str:
