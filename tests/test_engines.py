@@ -1,13 +1,12 @@
 """Every available engine against the float64 reference, strictly, on the edge corpus and random cases.
 
 A case an adapter declines through supports() is skipped with its reason; an adapter whose framework
-is missing is skipped with the registry's reason. A failure that is a known (or proposed) framework
-deviation is marked xfail with the deviation id; anything else fails with compare's message.
+is missing is skipped with the registry's reason. A failure that is a known framework
+deviation is marked xfail with the deviation id; anything else fails with compare's message (the plugin's own check).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -15,12 +14,8 @@ import numpy as np
 import pytest
 
 import adapters
-from refconv import deviations
 from refconv.cases import edge_cases, random_cases
-from refconv.compare import Comparison, compare
-from refconv.inputs import make_inputs
-from refconv.reference import for_spec
-from refconv.rows import case_columns
+from refconv.conformance.plugin import adapter_or_skip, assert_conforms
 from refconv.spec import ConvSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,61 +39,16 @@ CASES = edge_cases() + FOUND + random_cases(RANDOM_COUNT, RANDOM_SEED)
 
 
 
-@functools.cache
-def _engine(label: str) -> Any:
-    """The adapter for a label, loaded once per test process; skips with the reason when it cannot run."""
-    reason = adapters.unavailable_reason(label)
-    if reason:
-        return reason
-    return adapters.load(label)
-
-
 def engine(label: str) -> Any:
-    found = _engine(label)
-    if isinstance(found, str):
-        pytest.skip(f"{label}: {found}")
-    return found
-
-
-def run_case(adapter: Any, spec: ConvSpec) -> Comparison:
-    """The adapter's output on the spec's seeded inputs, compared with the reference."""
-    x, w, b = make_inputs(spec)
-    expected, bound = for_spec(spec, x, w, b)
-    try:
-        actual = adapter.conv2d(x, w, b, spec)
-    except Exception as exc:  # noqa: BLE001 - any framework error is the outcome 'raised'
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return Comparison("raised", tuple(expected.shape), None, n_elements=expected.size,
-                          error=f"{type(exc).__name__}: {first}")
-    return compare(spec, expected, bound, actual)
-
-
-def predicted(label: str, spec: ConvSpec) -> deviations.Deviation | None:
-    """The known deviation that predicts this adapter misbehaves on this case, or None."""
-    return deviations.expected_for(label, {**case_columns(spec), "adapter": label})
-
-
-def check(label: str, spec: ConvSpec) -> None:
-    """Pass, or show exactly the predicted deviation (strict: a deviation that stops reproducing fails)."""
-    adapter = engine(label)
-    reason = adapter.supports(spec)
-    if reason:
-        pytest.skip(f"{label} declines {spec.id}: {reason}")
-    result = run_case(adapter, spec)
-    deviation = predicted(label, spec)
-    if deviation is None or (result.outcome == "pass" and not deviation.exact):
-        assert result.outcome == "pass", result.message(label, spec)
-        return
-    assert result.outcome in deviation.outcomes, (
-        f"{deviation.id} predicts {list(deviation.outcomes)}, got: {result.message(label, spec)}"
-    )
-    pytest.xfail(f"known deviation {deviation.id}: {result.message(label, spec)}")
+    """The adapter for a label, loaded once per test process; skips with the reason when it cannot run."""
+    return adapter_or_skip(label)
 
 
 @pytest.mark.parametrize("spec", CASES, ids=lambda s: s.name or s.id)
 @pytest.mark.parametrize("label", ENGINES)
 def test_engine_matches_reference(label: str, spec: ConvSpec) -> None:
-    check(label, spec)
+    """Pass, or exactly a reviewed deviation (strict), through the conformance plugin's own check."""
+    assert_conforms(label, spec)
 
 
 @pytest.mark.parametrize("label", ENGINES)
@@ -164,15 +114,15 @@ def test_tf_onednn_off_in_own_process() -> None:
     import sys
 
     code = (
-        "import json, tests.test_engines as t\n"
-        "a = t.adapters.load('tf:onednn=off')\n"
+        "import json, adapters\n"
+        "from refconv.cases import edge_cases\n"
+        "from refconv.conformance.check import run, verdict\n"
+        "a = adapters.load('tf:onednn=off')\n"
         "out = []\n"
-        "for s in t.edge_cases():\n"
+        "for s in edge_cases():\n"
         "    if a.supports(s): continue\n"
-        "    r = t.run_case(a, s)\n"
-        "    d = t.predicted('tf:onednn=off', s)\n"
-        "    ok = r.outcome == 'pass' if d is None else r.outcome in d.outcomes\n"
-        "    out.append([s.id, ok, r.message('tf:onednn=off', s)])\n"
+        "    v = verdict('tf:onednn=off', s, run(a, s))\n"
+        "    out.append([s.id, v.action in ('pass', 'xfail'), v.message])\n"
         "print(json.dumps(out))\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
