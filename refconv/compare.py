@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from refconv.inputs import np_dtype
 from refconv.spec import ConvSpec
 
 # Chosen from measurements, see docs/tolerance.md (tools/measure_tolerance.py reproduces them).
@@ -139,7 +138,3 @@ def compare(
         float(err.max()), float(rel.max()), float(ratio.max()), float(ulps.max()), c,
     )
 
-
-def cast_expected(expected: np.ndarray, dtype: str) -> np.ndarray:
-    """The reference rounded once to the case dtype (what a perfect implementation returns)."""
-    return expected.astype(np_dtype(dtype))
