@@ -17,7 +17,7 @@ from typing import NoReturn
 from refconv import __version__
 from refconv.errors import RefconvError
 
-COMMANDS = ("run", "report", "compare", "cases", "adapters", "explain", "demo")
+COMMANDS = ("run", "hunt", "check", "audit", "report", "compare", "cases", "adapters", "explain", "demo", "envs", "bisect")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -41,11 +41,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from refconv import deviations, provenance, repro
+from refconv import deviations, ops, provenance, repro
 from refconv.compare import TOLERANCE_C, Comparison, compare
 from refconv.errors import UsageError
-from refconv.inputs import make_inputs
-from refconv.reference import for_spec
 from refconv.rows import case_columns, flops
 from refconv.spec import ConvSpec
 from refconv.store import RunStore
@@ -178,7 +176,7 @@ def _answer(label: str, spec: ConvSpec, expected: np.ndarray, bound: np.ndarray,
 def evaluate(spec: ConvSpec, labels: Iterable[str], pool: Pool, repeats: int = 3, case_timeout: float = 60.0,
              keep_arrays: bool = False) -> tuple[np.ndarray, np.ndarray, list[Answer]]:
     """(expected, bound, one Answer per label) for one case; raises Cancelled when the run is stopping."""
-    expected, bound = for_spec(spec, *make_inputs(spec))
+    expected, bound = ops.reference(spec, ops.inputs(spec))
     answers = []
     for label in labels:
         if _STOP.is_set():
@@ -254,7 +252,7 @@ def finish_rows(run_dir: Path, result: CaseResult, rows: list[dict[str, Any]]) -
         row["known_deviation"] = deviations.match(row)
         if row["outcome"] in NO_REPRO:
             continue
-        inputs = inputs or make_inputs(result.spec)
+        inputs = inputs or ops.inputs(result.spec)
         message = answer.comparison.message(answer.label, result.spec)
         row["repro"] = repro.write(run_dir, result.spec, answer.label, message, *inputs)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from refconv.inputs import make_inputs
+from refconv import ops
 from refconv.spec import ConvSpec
 
 LOAD_TIMEOUT_S = 300.0  # importing TensorFlow on a busy 2-core machine can take a while
@@ -84,19 +84,14 @@ def serve(adapter: Any, case_id: str, repeats: int) -> dict[str, Any]:
     from adapters.base import Unsupported
 
     spec = ConvSpec.from_id(case_id)
-    x, w, b = make_inputs(spec)
+    values = ops.inputs(spec)
     try:
-        reason = adapter.supports(spec)
+        reason = ops.unsupported_reason(adapter, spec)
         if reason:
             return {"kind": "unsupported", "output": None, "error": str(reason), "times_ms": []}
-        prepare = getattr(adapter, "prepare", None)
-        if callable(prepare):
-            prepared = prepare(x, w, b, spec)
-            output = prepared.fetch(prepared.call())  # the warm-up; its output is the one compared
-            times = [_timed(prepared.call) for _ in range(repeats)]
-        else:
-            output = adapter.conv2d(x, w, b, spec)
-            times = [_timed(lambda: adapter.conv2d(x, w, b, spec)) for _ in range(repeats)]
+        call, fetch = ops.bind(adapter, spec, values)
+        output = fetch(call())  # the warm-up; its output is the one compared
+        times = [_timed(call) for _ in range(repeats)]
         return {"kind": "output", "output": np.asarray(output), "error": "", "times_ms": times}
     except Unsupported as exc:
         return {"kind": "unsupported", "output": None, "error": str(exc), "times_ms": []}

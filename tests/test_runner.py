@@ -191,17 +191,17 @@ def test_same_selection_and_seed_give_identical_cases_and_bit_identical_referenc
 
 
 def test_an_internal_error_on_one_case_keeps_the_run_going_and_resume_retries_it(tmp_path, monkeypatch):
-    real = runner.for_spec
+    real = runner.ops.reference
 
     def broken(spec, *arrays):
         if spec.id == CASE_IDS[1]:
             raise ValueError("reference bug")
         return real(spec, *arrays)
 
-    monkeypatch.setattr(runner, "for_spec", broken)
+    monkeypatch.setattr(runner.ops, "reference", broken)
     summary = run(tmp_path, ["numpy"])
     assert summary.errors == [f"{CASE_IDS[1]}: ValueError: reference bug"]
     assert sorted(r["case_id"] for r in summary.rows) == sorted(set(CASE_IDS) - {CASE_IDS[1]})
-    monkeypatch.setattr(runner, "for_spec", real)
+    monkeypatch.setattr(runner.ops, "reference", real)
     resumed = runner.Runner(RunStore.open(tmp_path / "run"), make_config(["numpy"]), argv=[]).run()
     assert resumed.new_rows == 1 and [r["case_id"] for r in resumed.rows] == CASE_IDS
