@@ -45,6 +45,10 @@ class WorkerTimeout(Exception):
     """A request took longer than its timeout; the worker was killed."""
 
 
+class WorkerCallError(Exception):
+    """A function run by `call` raised in the worker; the message holds its error text."""
+
+
 class WorkerLoadError(Exception):
     """The adapter could not be constructed in the worker."""
 
@@ -99,6 +103,18 @@ def serve(adapter: Any, case_id: str, repeats: int) -> dict[str, Any]:
         return {"kind": "raised", "output": None, "error": error_text(exc), "times_ms": []}
 
 
+def call_in_worker(adapter: Any, target: str, args: tuple[Any, ...]) -> Any:
+    """Run `target(adapter, *args)` where the adapter lives; `target` is 'package.module:function'.
+
+    The seam for work other than one timed case (metamorphic relations, user arrays, variant checks):
+    the function's arguments and result must pickle, and it never ships framework objects back.
+    """
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(adapter, *args)
+
+
 def _exit_with_parent(every_s: float = 1.0) -> None:
     """A worker stuck in a framework call never reads its pipe: watch the parent so a kill -9 leaves no orphan."""
     parent = os.getppid()
@@ -131,6 +147,12 @@ def _child_main(label: str, conn: Any) -> None:
             return
         if message[0] == "stop":
             return
+        if message[0] == "call":
+            try:
+                conn.send(("result", ("value", call_in_worker(adapter, message[1], message[2]))))
+            except Exception as exc:
+                conn.send(("result", ("error", error_text(exc))))
+            continue
         _, case_id, repeats = message
         try:
             reply = serve(adapter, case_id, repeats)
@@ -192,6 +214,18 @@ class WorkerHandle:
         self._conn.send(("case", case_id, repeats))
         _, reply = self._receive(timeout, f"case {case_id}")
         return reply
+
+    def call(self, target: str, *args: Any, timeout: float = 60.0) -> Any:
+        """`call_in_worker(adapter, target, args)` in the worker; WorkerCallError, WorkerCrashed, WorkerTimeout."""
+        if not self.alive:
+            if self._process is not None:
+                self.restarts += 1
+            self.start()
+        self._conn.send(("call", target, args))
+        _, (kind, value) = self._receive(timeout, f"call {target}")
+        if kind == "error":
+            raise WorkerCallError(f"{self.label} worker: {target} raised {value}")
+        return value
 
     def _receive(self, timeout: float, doing: str) -> tuple[str, Any]:
         conn, process = self._conn, self._process
@@ -255,6 +289,12 @@ class InProcessHandle:
 
     def request(self, case_id: str, repeats: int, timeout: float) -> dict[str, Any]:
         return serve(self.adapter, case_id, repeats)
+
+    def call(self, target: str, *args: Any, timeout: float = 60.0) -> Any:
+        try:
+            return call_in_worker(self.adapter, target, args)
+        except Exception as exc:
+            raise WorkerCallError(f"{self.label}: {target} raised {error_text(exc)}") from None
 
     def kill(self) -> None:
         """Nothing to kill: an in-process call cannot be interrupted."""

@@ -205,3 +205,17 @@ def test_an_internal_error_on_one_case_keeps_the_run_going_and_resume_retries_it
     monkeypatch.setattr(runner.ops, "reference", real)
     resumed = runner.Runner(RunStore.open(tmp_path / "run"), make_config(["numpy"]), argv=[]).run()
     assert resumed.new_rows == 1 and [r["case_id"] for r in resumed.rows] == CASE_IDS
+
+
+
+def test_call_runs_a_named_function_next_to_the_adapter_in_its_worker():
+    from refconv.worker import InProcessHandle, WorkerCallError, WorkerHandle
+
+    for handle in (WorkerHandle("numpy"), InProcessHandle("numpy")):
+        try:
+            info = handle.call("refconv.worker:describe_adapter", timeout=120)
+            assert info["pid"] == (os.getpid() if isinstance(handle, InProcessHandle) else handle._process.pid)
+            with pytest.raises(WorkerCallError, match="no_such_function"):
+                handle.call("refconv.worker:no_such_function", timeout=120)
+        finally:
+            handle.close()
