@@ -4,7 +4,9 @@ Nothing here imports a framework: availability is judged by `importlib.util.find
 adapter module imports its framework only when the adapter is constructed (in a worker process).
 
 >>> parse("tf:onednn=off")
-AdapterRef(name='tf', options={'onednn': 'off'})
+AdapterRef(name='tf', options={'onednn': 'off'}, version='')
+>>> parse("tf@2.19.1:onednn=off").label  # a pinned engine version runs on its own environment (refconv.envs)
+'tf@2.19.1:onednn=off'
 """
 
 from __future__ import annotations
@@ -51,30 +53,35 @@ class AdapterRef:
 
     name: str
     options: dict[str, str] = field(default_factory=dict)
+    version: str = ""  # a pinned engine version (tf@2.19.1): refconv.envs builds its environment
 
     @property
     def label(self) -> str:
-        return self.name + "".join(f":{k}={v}" for k, v in sorted(self.options.items()))
+        pin = f"@{self.version}" if self.version else ""
+        return self.name + pin + "".join(f":{k}={v}" for k, v in sorted(self.options.items()))
 
     def __hash__(self) -> int:
         return hash(self.label)
 
 
 def parse(text: str) -> AdapterRef:
-    """'name' or 'name:key=value[:key=value]'; a 'package.module:Class' path is a name."""
+    """'name[@version]' or 'name[@version]:key=value[:key=value]'; a 'package.module:Class' path is a name."""
     text = text.strip()
     if not text:
         raise AdapterError("adapter name is empty")
     head, *rest = text.split(":")
     if rest and "=" not in rest[0]:  # package.module:Class
         head, rest = f"{head}:{rest[0]}", rest[1:]
+    head, pinned, version = head.partition("@")
+    if pinned and not version:
+        raise AdapterError(f"adapter version is empty in {text!r} (e.g. tf@2.19.1)")
     options = {}
     for item in rest:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise AdapterError(f"adapter option must be key=value, got {item!r} in {text!r}")
         options[key] = value
-    return AdapterRef(head, options)
+    return AdapterRef(head, options, version)
 
 
 def _entry_points() -> dict[str, str]:
@@ -102,6 +109,8 @@ def unavailable_reason(ref: AdapterRef | str) -> str | None:
     """Why an adapter cannot run here (a missing framework or module), without importing a framework."""
     ref = parse(ref) if isinstance(ref, str) else ref
     target = _target(ref.name)
+    if ref.version and _pin_reason(ref) != "local":
+        return _pin_reason(ref)
     requires = BUILTINS[ref.name][1] if ref.name in BUILTINS else ()
     for module in requires:
         if importlib.util.find_spec(module) is None:
@@ -114,6 +123,17 @@ def unavailable_reason(ref: AdapterRef | str) -> str | None:
     if found is None:
         return f"module {module_name!r} cannot be found"
     return _module_reason(target, ref)
+
+
+def _pin_reason(ref: AdapterRef) -> str | None:
+    """'local' when this environment has the pinned version; else why it cannot be built (None: it can)."""
+    from refconv import envs
+
+    try:
+        envs.check_pin(ref.name, ref.version)
+    except envs.EnvError as exc:
+        return str(exc)
+    return "local" if not envs.needs_env(ref.label) else None
 
 
 def _module_reason(target: str, ref: AdapterRef) -> str | None:
@@ -133,7 +153,10 @@ def _module_reason(target: str, ref: AdapterRef) -> str | None:
 
 
 def load(ref: AdapterRef | str) -> Any:
-    """Import and construct an adapter; frameworks are imported here, so call it in a worker."""
+    """Import and construct an adapter; frameworks are imported here, so call it in a worker.
+
+    A pinned version is the worker's environment's business (refconv.remote runs it on the right one).
+    """
     ref = parse(ref) if isinstance(ref, str) else ref
     target = _target(ref.name)
     module_name, _, class_name = target.partition(":")

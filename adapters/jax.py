@@ -17,13 +17,14 @@ import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from adapters.capabilities import no_cuda_reason
+from adapters.jax_grad import JaxGradMixin
 from refconv import padding
 from refconv.spec import ConvSpec, SpecError
 
 PRECISIONS = ("highest", "high", "default")
 
 
-class JaxAdapter(PreparedAdapter):
+class JaxAdapter(JaxGradMixin, PreparedAdapter):
     name = "jax"
     platform = "cpu"
 
@@ -58,7 +59,7 @@ class JaxAdapter(PreparedAdapter):
     def supports(self, spec: ConvSpec) -> str | None:
         if spec.layout == "channels_last":
             return "channels_last is a PyTorch memory format; JAX takes any logical layout via dimension_numbers"
-        return None
+        return self.grad_reason(spec)
 
     def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
         jax = self.jax

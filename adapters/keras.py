@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, nchw_to_nhwc, nhwc_to_nchw
+from adapters.keras_grad import KerasGradMixin
 from adapters.tensorflow import NHWC_ONLY
 from refconv.spec import ConvSpec
 
 
-class KerasAdapter(PreparedAdapter):
+class KerasAdapter(KerasGradMixin, PreparedAdapter):
     name = "keras"
 
     def __init__(self) -> None:
@@ -57,7 +58,7 @@ class KerasAdapter(PreparedAdapter):
             # Keras passes channels_first to tf.nn.convolution, which raises UnimplementedError on the CPU.
             return (f"data_format channels_first reaches TensorFlow's CPU Conv2D, which runs NCHW only through "
                     f"oneDNN for float32/bfloat16, not {spec.dtype}")
-        return None
+        return self.grad_reason(spec)
 
     def build(self, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Any:
         """keras.Sequential([Input, [ZeroPadding2D], Conv2D]) with the case's weights."""

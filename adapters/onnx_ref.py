@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, nchw_to_nhwc
+from adapters.onnx_grad import OnnxTransposeMixin
 from adapters.onnxruntime import OPSET, build_model, feeds
 from refconv.rows import flops
 from refconv.spec import ConvSpec
@@ -18,7 +19,7 @@ from refconv.spec import ConvSpec
 MAX_FLOPS = 50_000_000
 
 
-class OnnxRefAdapter(PreparedAdapter):
+class OnnxRefAdapter(OnnxTransposeMixin, PreparedAdapter):
     name = "onnx-ref"
 
     def __init__(self) -> None:

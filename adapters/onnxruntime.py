@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from adapters.onnx_grad import OnnxTransposeMixin
 from refconv import padding
 from refconv.inputs import np_dtype
 from refconv.spec import ConvSpec, SpecError
@@ -61,7 +62,11 @@ def build_model(spec: ConvSpec) -> Any:
         nodes.append(helper.make_node("Relu", ["conv"], ["Y"]))
     output = helper.make_tensor_value_info("Y", elem, None)
     graph = helper.make_graph(nodes, "refconv_conv2d", inputs, [output])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="refconv")
+    opsets = [helper.make_opsetid("", OPSET)]
+    # The oldest IR version that holds the opset, not the onnx library's newest: an older runtime
+    # (onnxruntime@1.31.1 beside onnx 1.23) refuses a newer IR than it knows although the graph is the same.
+    return helper.make_model(graph, opset_imports=opsets, producer_name="refconv",
+                             ir_version=helper.find_min_ir_version_for(opsets))
 
 
 def feeds(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -76,7 +81,7 @@ def _shape_key(spec: ConvSpec) -> ConvSpec:
     return spec.replace(seed=0, layout="NHWC", name="")
 
 
-class OrtAdapter(PreparedAdapter):
+class OrtAdapter(OnnxTransposeMixin, PreparedAdapter):
     name = "onnxruntime"
 
     def __init__(self, threads: str | None = None, opt: str | None = None) -> None:
@@ -115,6 +120,8 @@ class OrtAdapter(PreparedAdapter):
     def supports(self, spec: ConvSpec) -> str | None:
         if spec.layout == "channels_last":
             return "channels_last is a PyTorch memory format; ONNX Conv takes NCHW tensors"
+        if spec.op == "transpose":  # ConvTranspose's own kernels: adapters/onnx_grad.py
+            return self.transpose_reason(spec)
         for feature, probe in _features(spec):
             if feature not in self.feature_reasons:
                 self.feature_reasons[feature] = self._probe(feature, probe)

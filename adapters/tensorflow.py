@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, nchw_to_nhwc, nhwc_to_nchw
+from adapters.tensorflow_grad import TFGradMixin
 from refconv import padding
 from refconv.spec import ConvSpec, SpecError
 
@@ -20,7 +21,7 @@ ONEDNN = {"on": "1", "off": "0"}
 NHWC_ONLY = ("float16", "float64")
 
 
-class TFAdapter(PreparedAdapter):
+class TFAdapter(TFGradMixin, PreparedAdapter):
     name = "tf"
 
     def __init__(self, onednn: str | None = None) -> None:

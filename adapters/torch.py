@@ -3,7 +3,8 @@
 NHWC and NCHW cases are both called with a contiguous NCHW tensor (PyTorch's only logical layout);
 `channels_last` cases use torch.channels_last memory format for input and weight.
 Variants: `torch:threads=N`; `torch:layout=channels_last` forces the channels_last memory format for
-every case. `torch-cuda` runs the same calls on a CUDA device, with `torch-cuda:tf32=off|on`.
+every case; `torch:mkldnn=off` turns oneDNN (mkldnn) off, the toggle that witnesses a CPU oneDNN bug
+(refconv/data/known_deviations.toml). `torch-cuda` runs the same calls on a CUDA device, with `torch-cuda:tf32=off|on`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, hwio_to_oihw
 from adapters.capabilities import no_cuda_reason
+from adapters.torch_grad import TorchGradMixin
 from refconv import padding
 from refconv.spec import ConvSpec, SpecError
 
 LAYOUTS = ("channels_last",)
 TF32 = {"on": True, "off": False}
+MKLDNN = {"on": True, "off": False}
 
 
 def _threads(value: str) -> int:
@@ -37,18 +40,20 @@ def _label(name: str, variant: dict[str, str]) -> str:
     return name + "".join(f":{k}={v}" for k, v in sorted(variant.items()))
 
 
-class TorchAdapter(PreparedAdapter):
+class TorchAdapter(TorchGradMixin, PreparedAdapter):
     name = "torch"
     device = "cpu"
 
-    def __init__(self, threads: str | None = None, layout: str | None = None) -> None:
+    def __init__(self, threads: str | None = None, layout: str | None = None, mkldnn: str | None = None) -> None:
         import torch
 
         self.torch = torch
         _INITIAL.setdefault("threads", torch.get_num_threads())
         _INITIAL.setdefault("allow_tf32", torch.backends.cudnn.allow_tf32)
+        _INITIAL.setdefault("mkldnn", torch.backends.mkldnn.enabled)
         self.threads = _INITIAL["threads"] if threads is None else _threads(threads)
         self.allow_tf32 = _INITIAL["allow_tf32"]
+        self.mkldnn = _INITIAL["mkldnn"]
         self.force_channels_last = False
         self.variant: dict[str, str] = {}
         if threads is not None:
@@ -58,15 +63,21 @@ class TorchAdapter(PreparedAdapter):
                 raise SpecError(f"torch option layout must be 'channels_last', got {layout!r}")
             self.force_channels_last = True
             self.variant["layout"] = layout
+        if mkldnn is not None:
+            if mkldnn not in MKLDNN:
+                raise SpecError(f"torch option mkldnn must be 'on' or 'off', got {mkldnn!r}")
+            self.mkldnn = MKLDNN[mkldnn]
+            self.variant["mkldnn"] = mkldnn
         self.name = _label(type(self).name, self.variant)
         self.apply()
 
     def apply(self) -> None:
-        """Put this adapter's process-wide settings (threads, TF32) in force."""
+        """Put this adapter's process-wide settings (threads, TF32, mkldnn) in force."""
         torch = self.torch
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         torch.backends.cudnn.allow_tf32 = self.allow_tf32
+        torch.backends.mkldnn.enabled = self.mkldnn
 
     def version(self) -> str:
         return str(self.torch.__version__)

@@ -14,11 +14,12 @@ import numpy as np
 
 from adapters.base import Prepared, hwio_to_oihw
 from adapters.torch import TorchAdapter
+from adapters.torch_grad import TorchNNGradMixin
 from refconv import padding
 from refconv.spec import ConvSpec
 
 
-class TorchNNAdapter(TorchAdapter):
+class TorchNNAdapter(TorchNNGradMixin, TorchAdapter):
     name = "torch-nn"
 
     def build(self, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Any:

@@ -9,22 +9,31 @@ contiguous arrays (one 2-D matmul when g = 1). Every GFLOP/s figure counts the s
 GEMM GFLOP/s, both from the best (min) time; medians sit beside the minima because CPU timings, torch's
 above all, are bimodal. Frameworks run through refconv's own adapters (only the `call` is timed, as in a
 sweep), imported here and nowhere else. "work MiB" is the reference's peak traced allocation (tracemalloc,
-a separate untimed call) beyond its output: the chunk buffers.
+a separate untimed call) beyond its output; the per-thread im2col workspaces (about 2 MiB each) are kept
+from earlier calls and so not counted.
+
+Issue 15's check, ratios of the base, grouped and stride-2 cases in N fresh processes (docs/performance.md):
+    PYTHONPATH=. python benchmarks/bench_reference.py --fresh-processes 5 --repeats 15
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from refconv.blas_threads import describe
 from refconv.padding import geometry
 from refconv.reference import conv2d, conv2d_direct
 from refconv.spec import ConvSpec
@@ -69,15 +78,29 @@ def timings(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
 
 def paired_timings(fns: list[Callable[[], Any]], repeats: int) -> list[tuple[float, float]]:
     """(min, median) seconds of each fn, calls interleaved so that load from other processes hits all alike."""
+    return [(min(t), statistics.median(t)) for t in interleaved(fns, repeats)]
+
+
+def interleaved(fns: list[Callable[[], Any]], repeats: int, settle: float = 0.0) -> list[list[float]]:
+    """Seconds of each call of each fn, after one warm-up each, in the order A B, B A, A B...
+
+    The order alternates because a call slows the one right after it: OpenBLAS's worker threads spin
+    for about 0.1 s after a multi-threaded call (docs/performance.md), so with a fixed order the same fn
+    would always run beside them. Alternating, each fn follows each other fn and itself alike.
+    `settle` seconds of sleep before each timed call let those threads go to sleep first.
+    """
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
+    for rep in range(repeats):
+        order = list(zip(fns, times, strict=True))
+        for fn, bucket in order if rep % 2 == 0 else order[::-1]:
+            if settle:
+                time.sleep(settle)
             start = time.perf_counter()
             fn()
             bucket.append(time.perf_counter() - start)
-    return [(min(t), statistics.median(t)) for t in times]
+    return times
 
 
 def inputs(spec: ConvSpec, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,11 +194,70 @@ def provenance() -> str:
             lines.append(f"{pool['internal_api']} {pool['version']} kernel {pool.get('architecture')}, "
                          f"{pool['num_threads']} threads")
     except ImportError:
-        lines.append("BLAS kernel: unknown (pip install threadpoolctl to show it)")
+        lines.append(f"BLAS: {describe()} (threadpoolctl not installed)")
     blas_env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
     lines.append(f"BLAS environment: {blas_env or 'none set'}")
     lines.append("load average: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     return "\n".join(lines)
+
+
+# Issue 15's steadiness check: each case's target for GEMM time / reference time (minima), per fresh process
+STEADY = (("base 3x3 c32", 0.85), ("grouped g4", 0.75), ("stride 2", 0.75))
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # set on some machines; they slow current numpy
+
+
+def steady_figures(repeats: int, settle: float = 0.0) -> dict[str, Any]:
+    """This process's ratios for the STEADY cases: all calls, and reference calls right after a GEMM / itself."""
+    figures: dict[str, Any] = {"load": os.getloadavg()[0], "blas": describe(), "cases": {}}
+    for label, _ in STEADY:
+        spec = next(c.spec for c in CASES if c.label == label)
+        ref, gemm = interleaved([reference_call(spec), gemm_call(spec)], repeats, settle)
+        # in the order R G, G R, R G...: the first and odd repeats' reference calls follow a GEMM, the rest itself
+        after_gemm, after_self = ref[:1] + ref[1::2], ref[2::2]
+        figures["cases"][label] = {
+            "ratio": min(gemm) / min(ref), "after_gemm": min(gemm) / min(after_gemm),
+            "after_self": min(gemm) / min(after_self) if after_self else None,
+            "reference_gflops": flops(spec) / min(ref) / 1e9, "gemm_gflops": flops(spec) / min(gemm) / 1e9,
+        }
+    figures["load_end"] = os.getloadavg()[0]
+    return figures
+
+
+def fresh_processes(count: int, repeats: int, unset_overrides: bool, settle: float = 0.0) -> list[dict[str, Any]]:
+    """steady_figures of `count` fresh interpreters, one after the other."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    if unset_overrides:
+        for name in BLAS_OVERRIDES:
+            env.pop(name, None)
+    results = []
+    for _ in range(count):
+        command = [sys.executable, __file__, "--steady-child", "--repeats", str(repeats), "--settle", str(settle)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.splitlines()[-1]))
+    return results
+
+
+def steady_report(results: list[dict[str, Any]], title: str) -> str:
+    """Per-process ratios, then min / median / max per case against its target."""
+    header = ["process", "load (1 min) start / end"] + [f"{label} (after GEMM / after itself)" for label, _ in STEADY]
+    rows = []
+    for i, r in enumerate(results, 1):
+        cells = [str(i), f"{r['load']:.1f} / {r['load_end']:.1f}"]
+        for label, _ in STEADY:
+            c = r["cases"][label]
+            after_self = "-" if c["after_self"] is None else f"{c['after_self']:.2f}"
+            cells.append(f"**{c['ratio']:.2f}** ({c['after_gemm']:.2f} / {after_self})")
+        rows.append(cells)
+    summary = []
+    for label, target in STEADY:
+        ratios = sorted(r["cases"][label]["ratio"] for r in results)
+        met = sum(v >= target for v in ratios)
+        spread = f"{ratios[0]:.2f} / {statistics.median(ratios):.2f} / {ratios[-1]:.2f}"
+        summary.append([label, f">= {target:.2f}", spread, f"{met} of {len(ratios)}"])
+    return "\n\n".join([title, results[0]["blas"] if results else "", markdown(header, rows),
+                         markdown(["case", "target", "ratio min / median / max", "processes meeting it"], summary)])
 
 
 def main() -> None:
@@ -183,7 +265,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-frameworks", action="store_true", help="reference and GEMM only")
     parser.add_argument("--only", default="", help="comma-separated case labels (substring match)")
+    parser.add_argument("--fresh-processes", type=int, default=0, metavar="N",
+                        help="instead of the table: the base, grouped and stride-2 ratios in N fresh processes")
+    parser.add_argument("--blas-env", choices=["as-is", "unset", "both"], default="as-is",
+                        help=f"with --fresh-processes: keep or drop {', '.join(BLAS_OVERRIDES)} in the children")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="with --fresh-processes: sleep before each timed call (0.2 outlasts OpenBLAS's spin)")
+    parser.add_argument("--steady-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steady_child:
+        print(json.dumps(steady_figures(args.repeats, args.settle)))
+        return
+    if args.fresh_processes:
+        print(provenance())
+        set_now = {k: os.environ[k] for k in BLAS_OVERRIDES if k in os.environ}
+        for unset in {"as-is": [False], "unset": [True], "both": [False, True]}[args.blas_env]:
+            title = (f"{args.fresh_processes} fresh processes, {args.repeats} interleaved repeats each, "
+                     f"{args.settle} s settle before each call; "
+                     f"ratio = GEMM time / reference time (minima); BLAS overrides "
+                     f"{'removed' if unset else 'as set'}: {set_now or 'none set'}")
+            print()
+            print(steady_report(fresh_processes(args.fresh_processes, args.repeats, unset, args.settle), title))
+        print()
+        print("load average at the end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+        return
     header = ["case", "reference GFLOP/s min / median", "GEMM GFLOP/s min / median", "ratio", "work MiB"]
     if not args.no_frameworks:
         header += [f"{name} {dtype}" for name, dtype in FRAMEWORKS]

@@ -5,6 +5,8 @@
 array([[9.]])
 """
 
+from refconv.check import check  # the function; its module's other names: `from refconv.check import ...`
+from refconv.grad import conv2d_grad_bias, conv2d_grad_filter, conv2d_grad_input, conv2d_transpose
 from refconv.locally_connected import locally_connected2d
 from refconv.params import output_shape, param_count
 from refconv.reference import conv2d, conv2d_direct
@@ -12,6 +14,6 @@ from refconv.spec import ConvSpec, SpecError
 
 __version__ = "0.1.0"
 __all__ = [
-    "ConvSpec", "SpecError", "conv2d", "conv2d_direct", "locally_connected2d", "output_shape", "param_count",
-    "__version__",
+    "ConvSpec", "SpecError", "check", "conv2d", "conv2d_direct", "locally_connected2d", "output_shape", "param_count",
+    "conv2d_grad_bias", "conv2d_grad_filter", "conv2d_grad_input", "conv2d_transpose", "__version__",
 ]

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
-from refconv.spec import ConvSpec, SpecError
+from refconv.spec import OPS, ConvSpec, SpecError
 
-DEFAULT_SELECTION = "edge,random:200"
+DEFAULT_SELECTION = "edge,cover,random:200,special:24"
 
 # Weights of the random sweep's mix: each dimension appears in a 200-case run.
 DTYPE_WEIGHTS = {"float32": 0.55, "float64": 0.15, "float16": 0.15, "bfloat16": 0.15}
@@ -91,6 +91,9 @@ def _source(name: str) -> Callable[[int | None, int], list[ConvSpec]]:
         "edge": lambda count, seed: edge_cases(),
         "random": lambda count, seed: random_cases(200 if count is None else count, seed),
         "grid": lambda count, seed: _grid(count),
+        "cover": lambda count, seed: _cover(count, seed),
+        "special": lambda count, seed: _special(count, seed),
+        "tgrid": lambda count, seed: _tgrid(count),
     }
     for extra_name, factory in EXTRA_SOURCES.items():
         sources.setdefault(extra_name, factory)
@@ -105,16 +108,76 @@ def _grid(count: int | None) -> list[ConvSpec]:
     return grid_cases(count)
 
 
+def _cover(count: int | None, seed: int) -> list[ConvSpec]:
+    from refconv.cover import cover_cases  # lazy: the covering arrays are built only when selected
+
+    return cover_cases(count, seed)
+
+
+def _special(count: int | None, seed: int) -> list[ConvSpec]:
+    from refconv.special import special_cases  # NaN, Inf, signed zeros, subnormals, near-overflow values
+
+    return special_cases(count, seed)
+
+
+def _tgrid(count: int | None) -> list[ConvSpec]:
+    from refconv.grad_cases import tgrid_cases  # lazy: the transposed-conv grid is built only when selected
+
+    return tgrid_cases(count)
+
+
 # Later case sources (the exhaustive grid, ...) register here: name -> f(count or None, seed).
 EXTRA_SOURCES: dict[str, Callable[[int | None, int], list[ConvSpec]]] = {}
 
 
-def select(selection: str = DEFAULT_SELECTION, seed: int = 0) -> list[ConvSpec]:
-    """Cases named by a selection string: 'edge,random:200', or case ids, comma-separated; duplicates dropped."""
+# Sources whose cases stay forward-only when ops are expanded (a part's own '@ops' suffix overrides): the
+# random sweep and the exhaustive grid are the bulk of a run, so the training ops ride on the edge corpus
+# (and on tgrid, whose cases are transposes).
+# cover is forward-only too: its ~200 cases in every op would break the default run's 2x wall-time budget
+# (docs/cases.md); `cover@all` asks for them.
+FORWARD_ONLY_SOURCES = ("random", "grid", "special", "cover")
+
+
+def select(selection: str = DEFAULT_SELECTION, seed: int = 0, ops: tuple[str, ...] | None = None) -> list[ConvSpec]:
+    """Cases named by a selection string: 'edge,random:200', or case ids, comma-separated; duplicates dropped.
+
+    A part may end in '@op+op' ('edge@grad_input+transpose', 'random:20@all'): its cases in those ops
+    (`with_ops`). `ops` expands every other source part the same way, except FORWARD_ONLY_SOURCES, which
+    stay conv2d when conv2d is among `ops`. Case ids keep the op they name.
+    """
     out: dict[str, ConvSpec] = {}
     for part in _parts(selection):
-        for spec in _expand(part, seed):
+        part, _, own = part.partition("@")
+        specs = _expand(part, seed)
+        part_ops = parse_ops(own) if own else ops
+        if not own and part_ops and part.partition(":")[0] in FORWARD_ONLY_SOURCES and "conv2d" in part_ops:
+            part_ops = ("conv2d",)
+        if part_ops and not (part.startswith("n") and part[1:2].isdigit()):
+            specs = with_ops(specs, part_ops)
+        for spec in specs:
             out.setdefault(spec.id, spec)
+    return list(out.values())
+
+
+def parse_ops(text: str) -> tuple[str, ...]:
+    """'conv2d,grad_input' or 'grad_input+transpose' or 'all' as a tuple of ops; an unknown op raises SpecError."""
+    names = [t.strip() for t in text.replace("+", ",").split(",") if t.strip()]
+    if names == ["all"]:
+        return OPS
+    unknown = [n for n in names if n not in OPS]
+    if unknown or not names:
+        raise SpecError(f"unknown op {', '.join(unknown) or repr(text)}; available: {', '.join(OPS)}, all")
+    return tuple(dict.fromkeys(names))
+
+
+def with_ops(specs: list[ConvSpec], ops: tuple[str, ...]) -> list[ConvSpec]:
+    """Every case in each op: the training ops' twins check the convolution alone (no activation, no bias)."""
+    out: dict[str, ConvSpec] = {}
+    for spec in specs:
+        for op in ops:
+            twin = spec if op == spec.op else spec.replace(op=op, activation=None if op != "conv2d" else
+                                                           spec.activation)
+            out.setdefault(twin.id, twin)
     return list(out.values())
 
 

@@ -17,12 +17,18 @@ from typing import NoReturn
 from refconv import __version__
 from refconv.errors import RefconvError
 
-COMMANDS = ("run", "hunt", "check", "audit", "report", "compare", "cases", "adapters", "explain", "demo", "envs", "bisect")
+COMMANDS = ("run", "hunt", "check", "audit", "report", "compare", "cases", "adapters", "explain", "demo", "envs",
+            "bisect")
+
+
+def one_line(text: str) -> str:
+    """An error message as one printable line: newlines, control characters and undecodable bytes escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text).strip())
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's usage dump becomes one line and exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._main(args))
     except RefconvError as exc:
-        print(f"refconv {args.command}: error: {exc}", file=sys.stderr)
+        print(f"refconv {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `refconv cases | head`: the reader left, nothing to report
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115

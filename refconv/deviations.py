@@ -1,6 +1,6 @@
 """Known deviations: reviewed data (refconv/data/known_deviations.toml), one entry per framework behaviour
 that disagrees with the reference, each with a reason, an upstream link and an example case that shows it.
-A matching row keeps its outcome and gains `known_deviation = <entry id>`; nothing is hidden.
+A row an entry explains keeps its outcome and gains `known_deviation = <entry id>`; nothing is hidden.
 
 An entry's `when` holds row columns that must all hold: a value, a list of values, or a range
 `{ min = a, max = b }`. Besides the columns of `refconv.rows`, conditions may use derived facts:
@@ -10,12 +10,18 @@ An entry's `when` holds row columns that must all hold: a value, a list of value
 - `short_over_stride`: max over axes of (short_by_axis - stride), for engines that size outputs with floor;
 - `same_slack`: under SAME, the most pixels a stride larger than the kernel leaves unused on an axis,
   in - (out - 1) * s - k_eff (0 for other padding);
-- `c_out_is_out_w`: c_out > 1 and c_out equals the output width (layout guessing from shapes).
+- `c_out_is_out_w`: c_out > 1 and c_out equals the output width (layout guessing from shapes);
+- `sw_gt_sh`: the column stride is larger than the row stride (`sh_gt_sw` the other way round);
+- `stride_gt_kernel`: a stride is larger than the kernel on its axis; `depthwise`: groups = c_in > 1.
+An unknown key is an error at load, and so is an example that falls outside its own `when`.
 
-An entry is `exact` (the default) when its conditions pin the behaviour down: every matching case must
-show the deviation, so a framework fix makes those tests fail (strict). A data-dependent bug that the
-row's columns cannot predict sets `exact = false`: matching cases that pass are passes, and strictness
-comes from replaying the entry's example (`strict`).
+An entry explains a failing row only when it predicts it:
+- exact (no witness): every case its `when` covers fails that way, so a framework fix makes the
+  conformance tests fail (strict);
+- or it carries a witness checked on that very row: `model = "<name>"` (a function in
+  `refconv.deviation_models` computing the framework's wrong answer; the row's output must match it within
+  tolerance), or `toggle = "<key=value>"` (options set on the row's adapter, e.g. `onednn=off` turns `tf`
+  into `tf:onednn=off`; that variant must pass the same case). A region alone never explains a failure.
 
 >>> row = {"adapter": "torch", "outcome": "raised", "empty_output": True, "h": 2, "w": 2, "kh": 3, "kw": 3,
 ...        "dh": 1, "dw": 1, "sh": 1, "sw": 1, "pad_top": 0, "pad_bottom": 0, "pad_left": 0, "pad_right": 0}
@@ -31,13 +37,36 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from refconv.errors import SpecError
 from refconv.spec import ConvSpec
 
-_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "exact"}
+_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "model", "toggle"}
 _REQUIRED = ("adapter", "outcomes", "reason", "upstream", "example")
+DERIVED = ("short_by", "short_strides", "short_over_stride", "same_slack", "c_out_is_out_w", "sw_gt_sh",
+           "sh_gt_sw", "stride_gt_kernel", "depthwise",  # the last three: relations `refconv hunt` may report
+           "channels_per_group")  # max(c_in, c_out) / groups: 1 only when each group has one channel both ways
+
+
+class Witness(Protocol):
+    """What a witnessed entry is checked against: the case as the adapter ran it (refconv.witness.CaseWitness)."""
+
+    spec: ConvSpec
+
+    def inputs(self) -> tuple[Any, ...]:
+        """The inputs (x, w, b) the adapter got."""
+        ...
+
+    def output(self) -> np.ndarray | None:
+        """The adapter's output on them (None when it gave none)."""
+        ...
+
+    def passes(self, label: str) -> bool:
+        """Does the adapter `label` pass the same case on the same inputs?"""
+        ...
 
 
 def derived(row: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +86,11 @@ def derived(row: dict[str, Any]) -> dict[str, Any]:
         "short_over_stride": max(k_eff - size - st for size, k_eff, st in axes),
         "c_out_is_out_w": row.get("c_out", 0) > 1 and row.get("c_out") == row.get("out_w"),
         "same_slack": 0,
+        "sw_gt_sh": row["sw"] > row["sh"],
+        "sh_gt_sw": row["sh"] > row["sw"],
+        "stride_gt_kernel": row["sh"] > row["kh"] or row["sw"] > row["kw"],
+        "depthwise": row.get("groups", 1) > 1 and row.get("groups") == row.get("c_in"),
+        "channels_per_group": max(row.get("c_in", 1), row.get("c_out", 1)) // max(row.get("groups", 1), 1),
     }
     if row.get("padding") == "SAME" and "out_h" in row and "out_w" in row:
         facts["same_slack"] = max(
@@ -74,9 +108,17 @@ def _holds(value: Any, wanted: Any) -> bool:
     return bool(value == wanted)
 
 
+def toggled(label: str, toggle: str) -> str:
+    """The adapter label with a toggle's options set: toggled('tf:onednn=on', 'onednn=off') == 'tf:onednn=off'."""
+    import adapters  # the registry only: importing it loads no framework
+
+    ref = adapters.parse(label)  # a pinned version stays pinned: tf@2.19.1 -> tf@2.19.1:onednn=off
+    return adapters.AdapterRef(ref.name, {**ref.options, **adapters.parse("x:" + toggle).options}, ref.version).label
+
+
 @dataclass(frozen=True)
 class Deviation:
-    """One reviewed entry: which adapters, which outcomes, under which conditions, and why."""
+    """One reviewed entry: which adapters, which outcomes, under which conditions, why, and its witness."""
 
     id: str
     adapter: tuple[str, ...]  # fnmatch patterns over the adapter label, e.g. ("tf", "tf:onednn=on")
@@ -85,45 +127,132 @@ class Deviation:
     upstream: str
     example: str  # a case id that shows the deviation, replayed by `strict`
     when: dict[str, Any] = field(default_factory=dict)
-    exact: bool = True  # False: the conditions only narrow a data-dependent bug; matching passes stay passes
+    model: str = ""  # a refconv.deviation_models name: the row's output must match it
+    toggle: str = ""  # adapter options under which the row's case must pass, e.g. "onednn=off"
+
+    @property
+    def exact(self) -> bool:
+        """No witness: every case of the region fails this way."""
+        return not (self.model or self.toggle)
 
     def matches(self, row: dict[str, Any]) -> bool:
-        """Does this entry explain the row (adapter, outcome and every condition)?"""
-        label = str(row.get("adapter", ""))
-        if not any(fnmatch.fnmatchcase(label, pattern) for pattern in self.adapter):
-            return False
-        return row.get("outcome") in self.outcomes and self.applies(row)
+        """Do the row's adapter, outcome and every condition fall inside this entry (witness not checked)?"""
+        return self.covers(str(row.get("adapter", ""))) and row.get("outcome") in self.outcomes and self.applies(row)
 
     def applies(self, row: dict[str, Any]) -> bool:
         """Do the case conditions hold, whatever the adapter and outcome?"""
-        facts = {**derived(row), **row}
+        # a case alone (no relation) and rows stored before ops existed: a forward conv, not a relation
+        facts = {"op": "conv2d", "relation": "", **derived(row), **row}
         return all(_holds(facts.get(column), wanted) for column, wanted in self.when.items())
 
     def covers(self, label: str) -> bool:
-        """Does the entry name this adapter label?"""
+        """Does the entry name this adapter label (a pinned version, tf@2.19.1, as its engine: tf)?"""
+        head, sep, options = label.partition(":")
+        label = head.partition("@")[0] + sep + options
         return any(fnmatch.fnmatchcase(label, pattern) for pattern in self.adapter)
+
+    def witnessed(self, label: str, witness: Witness | None) -> bool:
+        """Does the witness hold on the case (always for an exact entry, never without a witness)?"""
+        if self.exact:
+            return True
+        if witness is None:
+            return False
+        if self.model:
+            return self.model_matches(witness)
+        return witness.passes(toggled(label, self.toggle))
+
+    def model_matches(self, witness: Witness) -> bool:
+        """Is the adapter's output the model's wrong answer, within the usual tolerance?"""
+        from refconv.compare import compare
+        from refconv.deviation_models import predict
+
+        actual = witness.output()
+        if actual is None:
+            return False
+        wrong, bound = predict(self.model, witness.spec, witness.inputs())
+        return compare(witness.spec, wrong, bound, actual).outcome == "pass"
+
+    def explains(self, row: dict[str, Any], witness: Witness | None = None) -> bool:
+        """Inside the entry and, for a witnessed entry, its witness holds on this row."""
+        return self.matches(row) and self.witnessed(str(row["adapter"]), witness)
+
+    def describe_witness(self) -> str:
+        """'exact', 'model keras_bias_on_width' or 'toggle onednn=off'."""
+        return f"model {self.model}" if self.model else f"toggle {self.toggle}" if self.toggle else "exact"
 
     @property
     def example_spec(self) -> ConvSpec:
         return ConvSpec.from_id(self.example)
 
 
+def _check_when(entry_id: str, when: Any) -> dict[str, Any]:
+    from refconv.rows import COLUMNS
+
+    if not isinstance(when, dict):
+        raise SpecError(f"known deviation {entry_id!r}: when must be a table, got {when!r}")
+    unknown = sorted(set(when) - set(COLUMNS) - set(DERIVED))
+    if unknown:
+        raise SpecError(f"known deviation {entry_id!r}: unknown when keys {unknown}; use row columns "
+                        f"(refconv.rows.COLUMNS) or derived facts {list(DERIVED)}")
+    for key, wanted in when.items():
+        if isinstance(wanted, dict) and (not wanted or set(wanted) - {"min", "max"}):
+            raise SpecError(f"known deviation {entry_id!r}: when.{key} range takes min and max, got {wanted}")
+    return dict(when)
+
+
+def _check_witness(entry_id: str, entry: dict[str, Any]) -> tuple[str, str]:
+    from refconv.deviation_models import MODELS
+
+    model, toggle = str(entry.get("model", "")), str(entry.get("toggle", ""))
+    if model and toggle:
+        raise SpecError(f"known deviation {entry_id!r}: give one witness, model or toggle, not both")
+    if model and model not in MODELS:
+        raise SpecError(f"known deviation {entry_id!r}: unknown model {model!r}; available: {', '.join(MODELS)}")
+    if toggle and not all(k and sep and v for k, sep, v in (p.partition("=") for p in toggle.split(":"))):
+        raise SpecError(f"known deviation {entry_id!r}: toggle must be key=value[:key=value], got {toggle!r}")
+    return model, toggle
+
+
 def _entry(entry_id: str, entry: dict[str, Any]) -> Deviation:
+    if "exact" in entry:  # the old `exact = false` excused a region without a witness
+        raise SpecError(f"known deviation {entry_id!r}: 'exact' is gone; an inexact entry needs a witness "
+                        f"(model = ... or toggle = ...)")
     unknown = set(entry) - _KEYS
     missing = [k for k in _REQUIRED if k not in entry]
     if unknown or missing:
         raise SpecError(f"known deviation {entry_id!r}: unknown keys {sorted(unknown)}, missing keys {missing}")
     adapter = entry["adapter"]
-    return Deviation(
+    model, toggle = _check_witness(entry_id, entry)
+    deviation = Deviation(
         id=entry_id, adapter=tuple(adapter) if isinstance(adapter, list) else (adapter,),
         outcomes=tuple(entry["outcomes"]), reason=entry["reason"], upstream=entry["upstream"],
-        example=entry["example"], when=dict(entry.get("when", {})), exact=bool(entry.get("exact", True)),
+        example=entry["example"], when=_check_when(entry_id, entry.get("when", {})), model=model, toggle=toggle,
     )
+    _check_example(deviation)
+    return deviation
+
+
+def _check_example(deviation: Deviation) -> None:
+    """The entry's own example must parse and fall inside its `when`."""
+    from refconv.rows import case_columns
+
+    try:
+        spec = deviation.example_spec
+    except (SpecError, ValueError) as exc:
+        raise SpecError(f"known deviation {deviation.id!r}: example {deviation.example!r} is not a case id: "
+                        f"{exc}") from None
+    if not deviation.applies(case_columns(spec)):
+        raise SpecError(f"known deviation {deviation.id!r}: example {deviation.example} falls outside its when "
+                        f"{deviation.when}")
 
 
 def parse(text: str) -> tuple[Deviation, ...]:
     """Entries from TOML text; a malformed entry raises SpecError naming it."""
-    return tuple(_entry(entry_id, entry) for entry_id, entry in tomllib.loads(text).items())
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # the file's syntax: one line naming where, not a parser traceback
+        raise SpecError(f"known deviations file is not valid TOML: {exc}") from None
+    return tuple(_entry(entry_id, entry) for entry_id, entry in data.items())
 
 
 @cache
@@ -132,18 +261,24 @@ def load() -> tuple[Deviation, ...]:
     return parse(resources.files("refconv.data").joinpath("known_deviations.toml").read_text())
 
 
-def find(row: dict[str, Any], entries: Iterable[Deviation] | None = None) -> Deviation | None:
-    """The first entry that explains this row, or None."""
+def find(row: dict[str, Any], entries: Iterable[Deviation] | None = None,
+         witness: Witness | None = None) -> Deviation | None:
+    """The first entry that explains this row (a witnessed one only if `witness` holds), or None."""
     for deviation in load() if entries is None else entries:
-        if deviation.matches(row):
+        if deviation.explains(row, witness):
             return deviation
     return None
 
 
-def match(row: dict[str, Any]) -> str:
-    """The id of the first known deviation that explains this row, or ''."""
-    found = find(row)
+def explain(row: dict[str, Any], witness: Witness | None = None, entries: Iterable[Deviation] | None = None) -> str:
+    """The id of the first entry that explains this row, or ''; without a witness only exact entries can."""
+    found = find(row, entries, witness)
     return found.id if found else ""
+
+
+def match(row: dict[str, Any]) -> str:
+    """The id of the first exact entry that explains this row, or '' (no witness: see `explain`)."""
+    return explain(row)
 
 
 def expected_for(label: str, row: dict[str, Any], entries: Iterable[Deviation] | None = None) -> Deviation | None:
@@ -155,18 +290,21 @@ def expected_for(label: str, row: dict[str, Any], entries: Iterable[Deviation] |
 
 
 def strict(run: Callable[[str, ConvSpec], str], labels: Iterable[str],
-           entries: Iterable[Deviation] | None = None) -> list[str]:
+           entries: Iterable[Deviation] | None = None,
+           isolated: Callable[[str, ConvSpec], str] | None = None) -> list[str]:
     """Replay each entry's example for every label it covers; lines for entries that no longer reproduce.
 
     `run(label, spec)` returns the outcome of one case ('pass', 'raised', ...). An empty list means every
-    entry still shows the behaviour it documents, so a framework fix shows up as a line here.
+    entry still shows the behaviour it documents, so a framework fix shows up as a line here. `isolated`, when
+    given, replays the entries that document a crash or a hang instead (an in-process `run` would die with them).
     """
     stale = []
     for deviation in load() if entries is None else entries:
+        replay = isolated if isolated and set(deviation.outcomes) & {"crashed", "timeout"} else run
         for label in labels:
             if not deviation.covers(label):
                 continue
-            outcome = run(label, deviation.example_spec)
+            outcome = replay(label, deviation.example_spec)
             if outcome not in deviation.outcomes:
                 stale.append(f"{deviation.id}: {label} gave {outcome!r} on {deviation.example}, "
                              f"expected one of {list(deviation.outcomes)}; the entry no longer reproduces")

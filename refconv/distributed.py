@@ -1,10 +1,11 @@
-"""Sweeps on a Dask cluster: `refconv run --dask tcp://scheduler:8786` sends each case to a Dask worker.
+"""Sweeps on a Dask cluster: `refconv run --dask tcp://scheduler:8786` sends batches of cases to Dask workers.
 
 The runner stays as it is: `DaskCluster` plugs into its executor seam (`Runner(..., cluster=...)`). Each
-Dask worker process runs `refconv.runner.run_case` and keeps its own crash-isolated adapter worker processes
-(`refconv.runner.pool_for`), so a framework that aborts on a remote machine still becomes a `crashed` row.
-The main process keeps the run directory: rows stream back as cases finish and are written exactly as in a
-local run, and --resume works the same.
+Dask worker process runs `refconv.batch.run_batch` on a batch of cases and keeps its own crash-isolated
+adapter worker processes (`refconv.runner.pool_for`), so a framework that aborts on a remote machine still
+becomes a `crashed` row. The main process keeps the run directory: rows stream back as batches finish and
+are written exactly as in a local run, and --resume works the same. The adapter workers of a Dask worker
+write their output to that Dask worker's stderr (its log), not to the run directory.
 
 Faults. A task whose Dask worker dies is rerun elsewhere by the scheduler. A result is fetched as soon as
 its task finishes and the task is then released, so a worker that dies later costs no finished work; the
@@ -123,7 +124,7 @@ class DaskExecutor(Executor):
 
 
 class DaskCluster:
-    """A connected Dask client as a `refconv.runner.Cluster`: checks the workers, then executes cases."""
+    """A connected Dask client as a `refconv.runner.Cluster`: checks the workers, then executes batches of cases."""
 
     def __init__(self, address: str, client: Any) -> None:
         self.address, self.client = address, client

@@ -88,8 +88,71 @@ def framework_lines(spec: ConvSpec) -> list[str]:
     ]
 
 
+def transpose_lines(spec: ConvSpec) -> list[str]:
+    """The transposed conv's size choice per axis and each framework's call for it (refconv.grad_padding)."""
+    from refconv import grad_padding as gp
+
+    lines = [f"the transposed conv maps y {padding.output_shape(spec)} back to {spec.input_shape}: input sizes with "
+             "the same forward size are ambiguous, so each framework is told which one"]
+    for label, a in zip(("rows", "cols"), gp.axes(spec), strict=True):
+        sizes = gp.sizes_for(a.out, (a.k_eff - 1) // a.dilation + 1, a.stride, a.dilation, _axis_pad(spec, label))
+        lines.append(f"{label}: L = ({a.out}-1)*{a.stride} + {a.k_eff} = {a.full}; crop {a.before} before; "
+                     f"rem = {a.size} + {a.before} + {a.after} - {a.full} = {a.rem}; sizes with out={a.out}: {sizes}")
+    t = gp.torch_transpose(spec)
+    torch_text = f"padding={t.padding}, output_padding={t.output_padding}"
+    torch_text += (" (output_padding = before - after + rem per axis)" if t.crop is None else
+                   f" then crop rows {t.crop[0]}, cols {t.crop[1]} (symmetric padding cannot say the forward pads)")
+    keras = gp.keras_transpose(spec)
+    jax_pad, consistent = gp.jax_transpose(spec)
+    onnx = ", ".join(f"{k}={v!r}" for k, v in gp.onnx_transpose(spec).items())
+    return lines + [
+        "what each framework is told (transpose):",
+        f"  TensorFlow  tf.nn.conv2d_transpose(output_shape={list(spec.input_shape)}, "
+        f"padding={padding.for_tf(spec)!r}, strides={spec.strides}, dilations={spec.dilations})",
+        f"  PyTorch     F.conv_transpose2d({torch_text}), weight = the forward OIHW",
+        "  Keras       " + (keras if isinstance(keras, str) else
+                             f"Conv2DTranspose(padding={keras[0]!r}, output_padding={keras[1]})"),
+        f"  JAX         lax.conv_transpose(padding={jax_pad!r}, transpose_kernel=True"
+        f"{', use_consistent_padding=True' if consistent else ''})",
+        f"  ONNX        ConvTranspose({onnx}), W = the forward OIHW",
+    ]
+
+
+def _axis_pad(spec: ConvSpec, label: str) -> str | tuple[int, int]:
+    if isinstance(spec.padding, str):
+        return spec.padding
+    return spec.padding[0] if label == "rows" else spec.padding[1]
+
+
+def grad_lines(spec: ConvSpec) -> list[str]:
+    """How each framework is asked for the spec's gradient (the forward call, differentiated)."""
+    from refconv.op_tolerance import reduction_length
+
+    what = "dL/dx of the input's shape" if spec.op == "grad_input" else "dL/dw in HWIO"
+    return [
+        f"{spec.op}: {what}, given dy of the forward output's shape; each element sums "
+        f"{reduction_length(spec)} terms at most",
+        "what each framework is told (the forward call above, differentiated):",
+        "  TensorFlow  tf.GradientTape over tf.nn.conv2d; tape.gradient(y, x or filters, output_gradients=dy)",
+        "  PyTorch     torch.autograd.grad(F.conv2d(...), x or weight, dy); torch-nn through nn.Conv2d",
+        "  JAX         jax.vjp(lambda x or w: lax.conv_general_dilated(...), .)[1](dy)",
+        "  Keras       tf.GradientTape over the Conv2D layer (input, or layer.kernel)",
+        "  ONNX        no gradient ops (onnxruntime and onnx-ref offer transpose only)",
+    ]
+
+
 def explain(spec: ConvSpec) -> str:
     """The whole explanation of one case, as printed by `refconv explain`."""
+    text = _explain_forward(spec)
+    if spec.op == "transpose":
+        return "\n".join([text, *transpose_lines(spec)])
+    if spec.op in ("grad_input", "grad_filter"):
+        return "\n".join([text, *grad_lines(spec)])
+    return text
+
+
+def _explain_forward(spec: ConvSpec) -> str:
+    """The forward convolution's explanation (every op's case describes one)."""
     (t, b), (left, r) = padding.explicit_pads(spec)
     k = spec.kh * spec.kw * (spec.c_in // spec.groups)
     bias = " + 1" if spec.bias else ""

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from refconv.blas_threads import run_chunks, workspace
 from refconv.padding import Axis, _geometry
 from refconv.spec import SpecError, _pair, normalize_padding
 
@@ -26,12 +27,35 @@ class Geometry(NamedTuple):
     groups: int
 
 
+def real_values(name: str, a: Any) -> np.ndarray:
+    """`a` as an array of real numbers (any float, int or bool dtype, ml_dtypes floats), or SpecError naming it.
+
+    Complex, text, dates and objects that are not numbers are refused, not cast (a cast would drop an
+    imaginary part silently); the array is not copied.
+    """
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise SpecError(f"{name} must be an array of real numbers: {exc}") from None
+    kind = arr.dtype.kind
+    if kind in "fiub" or (kind == "V" and arr.dtype.names is None and arr.dtype.itemsize <= 2):  # ml_dtypes floats
+        return arr
+    if kind == "O":
+        try:
+            return arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{name} must hold real numbers, got objects: {exc}") from None
+    raise SpecError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+
+
 def _check(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, strides: Any, padding: Any, dilations: Any, groups: Any,
     activation: Any,
 ) -> Geometry:
     """Validate arguments up front, naming the problem, and return the geometry."""
-    x, w = np.asarray(x), np.asarray(w)
+    x, w = real_values("x", x), real_values("w", w)
+    if b is not None:
+        real_values("b", b)
     if x.ndim != 4:
         raise SpecError(f"x must be NHWC (rank 4), got shape {x.shape}")
     if w.ndim != 4:
@@ -97,14 +121,15 @@ def conv2d_fast(
 ) -> np.ndarray:
     """Conv in the dtype of x (float64 for the reference), chunk by chunk; `absolute` convolves |x|, |w|, |b|.
 
-    Each chunk (a few images or a few output rows of one image) is zero-padded on its own and goes
-    through im2col + one GEMM batched over groups (BLAS uses every core), or, with one input channel per
-    group, through an einsum over a sliding-window view. Working memory beyond x, w and the output stays
-    near _CHUNK_BYTES whatever the shape; x is never padded or copied as a whole. (Sharing chunks among
-    threads with one BLAS thread each measured faster alone but slower interleaved with other BLAS work,
-    as in a sweep: docs/performance.md.)
+    Each chunk (a few images or a few output rows of one image) goes through im2col (taps copied from
+    x, zeros where they fall in the padding) + one GEMM batched over groups, or, with one input channel
+    per group, through an einsum over a sliding-window view of the chunk, zero-padded on its own. The
+    chunks are shared among as many threads as BLAS has, each GEMM on one BLAS thread
+    (refconv.blas_threads: one multi-threaded BLAS call per chunk made the speed depend on the load and
+    the process, docs/performance.md). Working memory beyond x, w and the output stays near
+    _CHUNK_BYTES per thread whatever the shape; x is never padded or copied as a whole.
     """
-    n, (kh, _, cg, c_out) = x.shape[0], w.shape
+    n, (_, _, cg, c_out) = x.shape[0], w.shape
     out = np.empty((n, g.rows.out, g.cols.out, c_out), dtype=x.dtype)  # every chunk writes its part
     w = (np.abs(w) if absolute else w).astype(x.dtype, copy=False)
     if b is not None:
@@ -112,14 +137,22 @@ def conv2d_fast(
     if out.size == 0 or cg == 0:
         out[...] = 0  # no input channels: nothing to sum
         return _finish(out, b, activation)
-    make_step, per_images, per_rows = _plan(x, w, b, g)
-    step = make_step()  # one im2col buffer, reused by every chunk
-    for n0 in range(0, n, per_images):
-        for r0 in range(0, g.rows.out, per_rows):
-            images, rows = slice(n0, n0 + per_images), slice(r0, r0 + per_rows)
+    make_step, per_images, per_rows = _plan(x, w, b, g, absolute)
+    chunks = [(slice(n0, n0 + per_images), slice(r0, r0 + per_rows))
+              for n0 in range(0, n, per_images) for r0 in range(0, g.rows.out, per_rows)]
+
+    def make_worker() -> Callable[[tuple[slice, slice]], None]:
+        step = make_step()  # per thread: its own im2col buffer, reused by each chunk it takes
+
+        def work(chunk: tuple[slice, slice]) -> None:
+            images, rows = chunk
             oc = out[images, rows]  # C-contiguous: whole images, or rows of one image
-            step(_padded_rows(x, g, kh, images, rows, absolute), oc)
+            step(images, rows, oc)
             _finish(oc, None, activation)  # while the chunk is still in cache
+
+        return work
+
+    run_chunks(chunks, make_worker)
     return out
 
 
@@ -129,7 +162,7 @@ class _Plan(NamedTuple):
     rows: int  # output rows per chunk
 
 
-def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> _Plan:
+def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, absolute: bool = False) -> _Plan:
     """The chunk step that measured fastest for this shape, and the chunk size."""
     kh, kw, cg, c_out = w.shape
     # depthwise with multiplier 1: GEMMs of K = kh * kw, N = 1 waste BLAS; the einsum is 2.4x faster (measured,
@@ -139,8 +172,8 @@ def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> _P
     row_bytes = ((1 if windows else kh * kw) * x.shape[3] + c_out) * x.dtype.itemsize
     per_images, per_rows = _chunk_shape(g.rows.out, g.cols.out, row_bytes)
     if windows:
-        return _Plan(lambda: _Windows(w, b, g), per_images, per_rows)
-    return _Plan(lambda: _Im2col(w, b, g, per_images * per_rows * g.cols.out), per_images, per_rows)
+        return _Plan(lambda: _Windows(x, w, b, g, absolute), per_images, per_rows)
+    return _Plan(lambda: _Im2col(x, w, b, g, per_images * per_rows * g.cols.out, absolute), per_images, per_rows)
 
 
 # Target bytes of one chunk's working set (the im2col buffer). Measured (docs/performance.md): near
@@ -148,6 +181,8 @@ def _plan(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> _P
 _CHUNK_BYTES = 2 << 20
 # Fewer GEMM rows than this and BLAS loses efficiency, so large-K cases get a larger buffer.
 _MIN_CHUNK_PIXELS = 256
+# A thread keeps its im2col workspace between calls up to this size (larger ones are freed after the call).
+_KEEP_BYTES = 16 << 20
 
 
 def _chunk_shape(ho: int, wo: int, row_bytes: int) -> tuple[int, int]:
@@ -158,7 +193,7 @@ def _chunk_shape(ho: int, wo: int, row_bytes: int) -> tuple[int, int]:
     return 1, max(1, pixels // wo)
 
 
-_Step = Callable[[np.ndarray, np.ndarray], None]  # (padded input chunk, output chunk to fill)
+_Step = Callable[[slice, slice, np.ndarray], None]  # (images, output rows, output chunk to fill)
 
 
 def _padded_rows(x: np.ndarray, g: Geometry, kh: int, images: slice, rows: slice, absolute: bool) -> np.ndarray:
@@ -187,27 +222,42 @@ def _tap(xc: np.ndarray, g: Geometry, i: int, j: int, ho: int, wo: int) -> np.nd
     return xc[:, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw]
 
 
+def _inside(first: int, count: int, stride: int, offset: int, size: int) -> tuple[int, int]:
+    """[lo, hi) of outputs first .. first + count - 1, counted from first, whose input o * stride + offset is in x."""
+    lo = max(0, -(offset // stride) - first)
+    hi = min(count, (size - 1 - offset) // stride - first + 1)
+    return (lo, hi) if lo < hi else (0, 0)
+
+
 class _Im2col:
     """Chunk step: copy the taps into one reused buffer, then one GEMM batched over groups, bias included."""
 
-    def __init__(self, w: np.ndarray, b: np.ndarray | None, g: Geometry, max_pixels: int) -> None:
+    def __init__(
+        self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, max_pixels: int, absolute: bool,
+    ) -> None:
         kh, kw, cg, _ = w.shape
-        self.w, self.b, self.g = w, b, g
+        self.x, self.w, self.b, self.g, self.absolute = x, w, b, g, absolute
+        self.one_by_one = (kh, kw, *g.strides, *g.rows[1:], *g.cols[1:]) == (1, 1, 1, 1, 0, 0, 0, 0)
         # per group (kh * kw * cg, c_out / groups), rows in the order of the buffer's columns
         wg = w.reshape(kh, kw, cg, g.groups, -1).transpose(3, 0, 1, 2, 4).reshape(g.groups, kh * kw * cg, -1)
         # the bias rides in the GEMM as a last weight row against a column of ones: no extra pass over the output
         self.wg = wg if b is None else np.concatenate([wg, b.reshape(g.groups, 1, -1)], axis=1)
         self.k = self.wg.shape[1]
-        self.buf = np.empty((max_pixels * g.groups, self.k), dtype=w.dtype)
+        rows = max_pixels * g.groups
+        # the thread's kept workspace: no fresh pages to fault per call (docs/performance.md)
+        space = workspace(rows * self.k * w.dtype.itemsize, _KEEP_BYTES)
+        self.buf = space.view(w.dtype).reshape(rows, self.k)
         self.buf[:, kh * kw * cg:] = 1  # the ones column: each chunk's view puts it at the same place
 
-    def __call__(self, xc: np.ndarray, oc: np.ndarray) -> None:
+    def __call__(self, images: slice, rows: slice, oc: np.ndarray) -> None:
         nb, ho, wo, _ = oc.shape
         kh, kw, cg, _ = self.w.shape
         m, groups = nb * ho * wo, self.g.groups
         out = oc.reshape(m, groups, -1).transpose(1, 0, 2)
-        if (kh, kw) == (1, 1) and xc.shape[1:3] == (ho, wo) and xc.flags.c_contiguous:
+        xc = self.x[images, rows]
+        if self.one_by_one and xc.flags.c_contiguous:
             # a 1x1 kernel at unit stride without padding: the pixels are already the GEMM rows
+            xc = np.abs(xc) if self.absolute else xc
             np.matmul(xc.reshape(m, groups, cg).transpose(1, 0, 2), self.wg[:, :cg], out=out)
             _finish(oc, self.b, None)
             return
@@ -215,21 +265,53 @@ class _Im2col:
         for i in range(kh):
             for j in range(kw):
                 start = (i * kw + j) * cg
-                col[..., start: start + cg] = _tap(xc, self.g, i, j, ho, wo).reshape(nb, ho, wo, groups, cg)
+                self._copy_tap(col[..., start: start + cg], images, rows.start, i, j)
         # (groups, m, k) with BLAS-compatible strides: no copy
         np.matmul(col.reshape(m, groups, self.k).transpose(1, 0, 2), self.wg, out=out)
+
+    def _copy_tap(self, dst: np.ndarray, images: slice, r0: int, i: int, j: int) -> None:
+        """Fill dst (images, rows, cols, groups, cg) with what tap (i, j) reads: x where inside, 0 in the padding.
+
+        Read straight from x: a zero-padded copy of the chunk's input first cost 13% of the stride-2 case.
+        """
+        (sh, sw), (dh, dw), x = self.g.strides, self.g.dilations, self.x
+        nb, ho, wo, groups, cg = dst.shape
+        top, left = i * dh - self.g.rows.before, j * dw - self.g.cols.before  # input row / column of output 0
+        ra, rb = _inside(r0, ho, sh, top, x.shape[1])
+        ca, cb = _inside(0, wo, sw, left, x.shape[2])
+        if ra == rb or ca == cb:
+            dst[...] = 0
+            return
+        # zeros only where this tap meets padding: each numpy call holds the GIL the chunk threads share
+        if ra > 0:
+            dst[:, :ra] = 0
+        if rb < ho:
+            dst[:, rb:] = 0
+        if ca > 0:
+            dst[:, ra:rb, :ca] = 0
+        if cb < wo:
+            dst[:, ra:rb, cb:] = 0
+        y, c = (r0 + ra) * sh + top, ca * sw + left
+        src = x[images, y: y + (rb - ra - 1) * sh + 1: sh, c: c + (cb - ca - 1) * sw + 1: sw]
+        inner = dst[:, ra:rb, ca:cb]
+        src = src.reshape(inner.shape)
+        if self.absolute:
+            np.abs(src, out=inner)
+        else:
+            inner[...] = src
 
 
 class _Windows:
     """Chunk step for one input channel per group: einsum over a sliding-window view (no copy of the windows)."""
 
-    def __init__(self, w: np.ndarray, b: np.ndarray | None, g: Geometry) -> None:
+    def __init__(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Geometry, absolute: bool) -> None:
         kh, kw, cg, _ = w.shape
-        self.w, self.b, self.g = w.reshape(kh, kw, cg, g.groups, -1), b, g
+        self.x, self.w, self.b, self.g, self.absolute = x, w.reshape(kh, kw, cg, g.groups, -1), b, g, absolute
 
-    def __call__(self, xc: np.ndarray, oc: np.ndarray) -> None:
+    def __call__(self, images: slice, rows: slice, oc: np.ndarray) -> None:
         nb, ho, wo, _ = oc.shape
         kh, kw, cg, groups, _ = self.w.shape
+        xc = _padded_rows(self.x, self.g, kh, images, rows, self.absolute)
         (sh, sw), (dh, dw) = self.g.strides, self.g.dilations
         span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
         v = sliding_window_view(xc, span, axis=(1, 2))[:, : (ho - 1) * sh + 1: sh, : (wo - 1) * sw + 1: sw]
@@ -274,4 +356,5 @@ def for_spec(spec: Any, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> t
     """(expected, bound) of a ConvSpec's inputs: two fast-path convolutions in float64, one float64 cast."""
     g = _check(x, w, b, spec.strides, spec.padding, spec.dilations, spec.groups, spec.activation)
     x64, w64, b64 = _float64(x, w, b)
-    return conv2d_fast(x64, w64, b64, g, spec.activation), conv2d_fast(x64, w64, b64, g, absolute=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf inputs are cases (refconv.special), not accidents
+        return conv2d_fast(x64, w64, b64, g, spec.activation), conv2d_fast(x64, w64, b64, g, absolute=True)

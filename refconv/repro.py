@@ -3,32 +3,23 @@
 A script needs only numpy and the one framework. It loads x, w, b from the npz beside it (bfloat16 is
 stored as its uint16 bits with a flag, so neither side needs ml_dtypes), computes the expected output
 with a few lines of plain NumPy in float64, calls the framework exactly as the adapter does (templates
-for tf and torch below; any other adapter goes through `adapters.load(label).conv2d`), and prints the
-discrepancy. Exit status: 1 when the finding reproduces, 0 when the framework now agrees.
+for tf, torch, onnxruntime and keras below; any other adapter goes through `adapters.load(label).conv2d`),
+and prints the discrepancy. Exit status: 1 when the finding reproduces, 0 when the framework now agrees, 2 when the
+framework cannot be imported (a missing framework is not a reproduction).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 import numpy as np
 
 from refconv import padding
-from refconv.compare import TOLERANCE_C, eps, tiny
+from refconv.compare import eps, overflow_threshold, tiny, tolerance_c
+from refconv.repro_paths import REPRO_DIR, script_path
+from refconv.repro_paths import safe_name as safe_name  # re-exported: the public name of refconv.repro
 from refconv.spec import ConvSpec
-
-REPRO_DIR = "repro"
-
-
-def safe_name(label: str) -> str:
-    """An adapter label as a file name: tf:onednn=off -> tf_onednn=off."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", label)
-
-
-def script_path(run_dir: Path, case_id: str, label: str) -> Path:
-    return Path(run_dir) / REPRO_DIR / f"{case_id}__{safe_name(label)}.py"
 
 
 def save_inputs(path: Path, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> None:
@@ -47,8 +38,12 @@ def save_inputs(path: Path, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) 
 
 
 def write(run_dir: Path, spec: ConvSpec, label: str, message: str,
-          x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> str:
+          x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> str:
     """Write the inputs (once per case) and the script; returns the script's path relative to run_dir."""
+    if spec.op != "conv2d":  # the training ops' inputs are (dy, w), (x, dy) or (y, w): refconv/grad_repro.py
+        from refconv import grad_repro
+
+        return grad_repro.write(run_dir, spec, label, message, x, w)
     folder = Path(run_dir) / REPRO_DIR
     folder.mkdir(parents=True, exist_ok=True)
     npz = folder / f"{spec.id}.npz"
@@ -81,17 +76,28 @@ PADDING = {padding!r}  # "SAME", "VALID" or ((top, bottom), (left, right))
 ACTIVATION = {activation!r}
 DTYPE = {dtype!r}
 EPS, TINY, C = {eps!r}, {tiny!r}, {c!r}  # tolerance: |err| <= C * (EPS * (|x| conv |w| + |b|) + TINY)
-HERE = os.path.dirname(os.path.abspath(__file__))
+OVERFLOW = float({overflow!r})  # the smallest magnitude that rounds to Inf in DTYPE
 
 
-def load_inputs():
-    """x (NHWC), w (HWIO), b or None; bfloat16 cases come back as the exact float32 values."""
-    data = np.load(os.path.join(HERE, {npz!r}))
-    arrays = [data["x"], data["w"], data["b"] if bool(data["has_bias"]) else None]
-    if bool(data["bfloat16"]):
-        arrays = [None if a is None else (a.astype(np.uint32) << 16).view(np.float32) for a in arrays]
-    return (*arrays, bool(data["bfloat16"]))
-
+def errors(actual, expected, bound):
+    """(abs error, bound ratio) as refconv judges them: NaN/Inf where the reference has them, overflow to Inf."""
+    finite = np.isfinite(expected)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(actual - np.where(finite, expected, 0.0))
+        ratio = err / (EPS * np.where(np.isfinite(bound), bound, 1.0) + TINY)
+        big = finite & ~np.isfinite(bound)  # the bound overflowed: judged against the largest float64
+        half = np.abs(actual * 0.5 - np.where(finite, expected, 0.0) * 0.5)
+        ratio = np.where(big, half / (EPS * np.finfo(np.float64).max * 0.5), ratio)
+        same = ~finite & ((actual == expected) | (np.isnan(actual) & np.isnan(expected)))
+        tol = C * (EPS * np.where(np.isfinite(bound), bound, np.finfo(np.float64).max) + TINY)
+        over = finite & np.isinf(actual) & (np.sign(actual) == np.sign(expected)) & (np.abs(expected) + tol >= OVERFLOW)
+        ok = same | over
+        err = np.where(ok, 0.0, np.where(finite, err, np.inf))
+        ratio = np.where(ok, 0.0, np.where(finite, ratio, np.inf))
+    err[np.isnan(err)] = np.inf
+    ratio[np.isnan(ratio)] = np.inf
+    return err, ratio
+{load}
 
 def same_pads(size, k, s, d):
     """TensorFlow's SAME: out = ceil(size / s); the odd pixel of padding goes after."""
@@ -124,6 +130,20 @@ def reference(x, w, b):
 
 '''
 
+# The inputs from the npz beside the script (repro/); `script(load=...)` swaps in inline inputs instead.
+LOAD_NPZ = '''HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load_inputs():
+    """x (NHWC), w (HWIO), b or None; bfloat16 cases come back as the exact float32 values."""
+    data = np.load(os.path.join(HERE, {npz!r}))
+    arrays = [data["x"], data["w"], data["b"] if bool(data["has_bias"]) else None]
+    if bool(data["bfloat16"]):
+        arrays = [None if a is None else (a.astype(np.uint32) << 16).view(np.float32) for a in arrays]
+    return (*arrays, bool(data["bfloat16"]))
+
+'''
+
 _TF = '''
 def framework_conv2d(x, w, b, bf16):
     """tf.nn.conv2d as refconv's `tf` adapter calls it."""
@@ -142,7 +162,7 @@ def framework_conv2d(x, w, b, bf16):
         y = tf.nn.bias_add(y, tensor(b), data_format=fmt)
     if ACTIVATION == "relu":
         y = tf.nn.relu(y)
-    y = tf.cast(y, tf.float64).numpy()
+    y = y.numpy()  # in the dtype TF returned: main() checks it as refconv's comparison does
     return y.transpose(0, 2, 3, 1) if fmt == "NCHW" else y
 '''
 
@@ -167,12 +187,13 @@ def framework_conv2d(x, w, b, bf16):
         y = F.conv2d(tx, tw, tb, stride={strides!r}, padding={pad!r}, dilation={dilations!r}, groups={groups!r})
         if ACTIVATION == "relu":
             y = F.relu(y)
-    return y.permute(0, 2, 3, 1).to(torch.float64).numpy()
+    # NumPy has no bfloat16: the values in float64, with the dtype torch returned for main() to check
+    return y.permute(0, 2, 3, 1).to(torch.float64).numpy(), str(y.dtype).removeprefix("torch.")
 '''
 
 _GENERIC = '''
 def framework_conv2d(x, w, b, bf16):
-    """Through refconv's adapter {label!r} itself (no standalone template for it)."""
+    """Through refconv's adapter LABEL itself (no standalone template for it)."""
     sys.path[:0] = {paths!r}
     import adapters
     from refconv.spec import ConvSpec
@@ -181,7 +202,50 @@ def framework_conv2d(x, w, b, bf16):
         import ml_dtypes
 
         x, w, b = (None if a is None else a.astype(ml_dtypes.bfloat16) for a in (x, w, b))
-    return np.asarray(adapters.load(LABEL).conv2d(x, w, b, ConvSpec.from_id(CASE)), dtype=np.float64)
+    return np.asarray(adapters.load(LABEL).conv2d(x, w, b, ConvSpec.from_id(CASE)))  # its dtype: main() checks it
+'''
+
+_ORT = '''
+def framework_conv2d(x, w, b, bf16):
+    """One ONNX Conv node (NCHW, OIHW) run by onnxruntime's CPU provider, as refconv's `onnxruntime` adapter."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    elem = dict(float16=TensorProto.FLOAT16, float32=TensorProto.FLOAT, float64=TensorProto.DOUBLE)[DTYPE]
+    feeds = dict(X=np.ascontiguousarray(x.transpose(0, 3, 1, 2)), W=np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    if b is not None:
+        feeds["B"] = b
+    inputs = [helper.make_tensor_value_info(k, elem, list(v.shape)) for k, v in feeds.items()]
+    out = "Y" if ACTIVATION is None else "conv"
+    nodes = [helper.make_node("Conv", list(feeds), [out], kernel_shape=list(w.shape[:2]), strides=list(STRIDES),
+                              dilations=list(DILATIONS), group=GROUPS, **{pads!r})]
+    if ACTIVATION == "relu":
+        nodes.append(helper.make_node("Relu", ["conv"], ["Y"]))
+    graph = helper.make_graph(nodes, "conv", inputs, [helper.make_tensor_value_info("Y", elem, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", {opset!r})])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["Y"], feeds)[0].transpose(0, 2, 3, 1)
+'''
+
+_KERAS = '''
+def framework_conv2d(x, w, b, bf16):
+    """keras.layers.Conv2D as refconv's `keras` adapter builds it (TensorFlow backend unless KERAS_BACKEND says)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    fmt = {fmt!r}
+    xin = x if fmt == "channels_last" else x.transpose(0, 3, 1, 2)
+    stack = [keras.Input(shape=xin.shape[1:], batch_size=xin.shape[0], dtype=DTYPE)]
+    if {explicit!r} is not None:  # explicit pads: ZeroPadding2D first, as users do
+        stack.append(keras.layers.ZeroPadding2D(padding={explicit!r}, data_format=fmt, dtype=DTYPE))
+    conv = keras.layers.Conv2D(filters=w.shape[3], kernel_size=w.shape[:2], strides=STRIDES, padding={pad!r},
+                               data_format=fmt, dilation_rate=DILATIONS, groups=GROUPS, use_bias=b is not None,
+                               activation=ACTIVATION, dtype=DTYPE)
+    model = keras.Sequential([*stack, conv])
+    conv.set_weights([w] if b is None else [w, b])
+    y = keras.ops.convert_to_numpy(model(keras.ops.convert_to_tensor(xin, dtype=DTYPE), training=False))
+    return y if fmt == "channels_last" else y.transpose(0, 2, 3, 1)
 '''
 
 _MAIN = '''
@@ -194,7 +258,12 @@ def main():
     bound = reference(np.abs(x), np.abs(w), None if b is None else np.abs(b))
     print(f"{LABEL} on {CASE}")
     try:
-        actual = np.asarray(framework_conv2d(x, w, b, bf16), dtype=np.float64)
+        answer = framework_conv2d(x, w, b, bf16)  # an array, or (values, dtype name) where NumPy lacks the dtype
+        actual, got_dtype = answer if isinstance(answer, tuple) else (answer, np.asarray(answer).dtype.name)
+        actual = np.asarray(actual, dtype=np.float64)
+    except ImportError as exc:  # a missing framework is no reproduction: exit 2, not 1
+        print(f"CANNOT RUN: {type(exc).__name__}: {exc}")
+        return 2
     except Exception as exc:
         print(f"REPRODUCED: {LABEL} raised {type(exc).__name__}: {exc}")
         print(f"expected an output of shape {expected.shape}")
@@ -202,9 +271,7 @@ def main():
     if actual.shape != expected.shape:
         print(f"REPRODUCED: {LABEL} returned shape {actual.shape}, expected {expected.shape}")
         return 1
-    err = np.abs(actual - expected)
-    err[np.isnan(err)] = np.inf
-    ratio = err / (EPS * bound + TINY)
+    err, ratio = errors(actual, expected, bound)
     beyond = int(np.count_nonzero(ratio > C))
     max_err = float(err.max()) if err.size else 0.0
     max_ratio = float(ratio.max()) if ratio.size else 0.0
@@ -213,8 +280,14 @@ def main():
         worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
         print(f"REPRODUCED: {beyond} / {err.size} elements beyond tolerance; worst at {tuple(map(int, worst))}: "
               f"expected {float(expected[worst])!r}, got {float(actual[worst])!r}")
+        for flat in np.argsort(-ratio, axis=None, kind="stable")[1:min(beyond, 4)]:  # a few more, worst first
+            at = np.unravel_index(int(flat), ratio.shape)
+            print(f"  also at {tuple(map(int, at))}: expected {float(expected[at])!r}, got {float(actual[at])!r}")
         return 1
-    print("NOT REPRODUCED: the output agrees with the reference within tolerance")
+    if got_dtype != DTYPE:  # right values in the wrong dtype: refconv's outcome wrong_dtype
+        print(f"REPRODUCED: {LABEL} returned {got_dtype}, expected {DTYPE} (the values are within tolerance)")
+        return 1
+    print("NOT REPRODUCED: the output agrees with the reference within tolerance, in the case's dtype")
     return 0
 
 
@@ -259,21 +332,40 @@ def _framework_part(spec: ConvSpec, label: str) -> tuple[str, str]:
             threads=threads, channels_last=spec.layout == "channels_last", pre=pre, pad=pad,
             strides=spec.strides, dilations=spec.dilations, groups=spec.groups,
         ), "torch"
+    if name == "onnxruntime" and not options and spec.dtype != "bfloat16" and spec.layout != "channels_last":
+        return _ORT.format(pads=padding.for_onnx(spec), opset=22), "onnx and onnxruntime"
+    if name == "keras" and not options and spec.dtype != "bfloat16" and spec.layout != "channels_last":
+        explicit = None if isinstance(spec.padding, str) else spec.padding
+        return _KERAS.format(fmt="channels_first" if spec.layout == "NCHW" else "channels_last", explicit=explicit,
+                             pad=spec.padding.lower() if isinstance(spec.padding, str) else "valid"), "keras"
     return _GENERIC.format(label=label, paths=_module_paths(label)), f"refconv and the {label!r} adapter's framework"
 
 
+def direct(spec: ConvSpec, label: str) -> bool:
+    """Does the script call the framework itself (a template), not refconv's adapter?"""
+    return "import adapters" not in _framework_part(spec, label)[0]
+
+
 def _docstring_safe(text: str) -> str:
-    """Text that can sit inside a triple-quoted docstring: backslashes doubled, triple quotes broken."""
-    return text.replace("\\", "\\\\").replace('"""', "'''")
+    """Text that can sit inside a triple-quoted docstring: backslashes doubled, triple quotes broken, and
+    control characters and undecodable bytes (surrogates) as escapes, so the file stays valid UTF-8."""
+    text = text.replace("\\", "\\\\").replace('"""', "'''")
+    return "".join(c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def script(spec: ConvSpec, label: str, message: str) -> str:
-    """The text of a standalone repro script for one (case, adapter) finding."""
+def script(spec: ConvSpec, label: str, message: str, load: str | None = None, name: str | None = None) -> str:
+    """The text of a standalone repro script for one (case, adapter) finding.
+
+    `load`: code defining `load_inputs()` to use instead of reading the npz beside the script (refconv.upstream
+    inlines the inputs this way); `name`: the file name the docstring tells to run.
+    """
     framework, needs = _framework_part(spec, label)
     header = _HEADER.format(
-        needs=needs, name=script_path(Path("."), spec.id, label).name, message=_docstring_safe(message),
+        needs=_docstring_safe(needs), name=_docstring_safe(name or script_path(Path("."), spec.id, label).name),
+        message=_docstring_safe(message),
         case_id=spec.id, words=spec.describe(), label=label, strides=spec.strides, dilations=spec.dilations,
         groups=spec.groups, padding=spec.padding, activation=spec.activation, dtype=spec.dtype,
-        eps=eps(spec.dtype), tiny=tiny(spec.dtype), c=TOLERANCE_C[spec.dtype], npz=f"{spec.id}.npz",
+        eps=eps(spec.dtype), tiny=tiny(spec.dtype), c=tolerance_c(spec), overflow=repr(overflow_threshold(spec.dtype)),
+        load=LOAD_NPZ.format(npz=f"{spec.id}.npz") if load is None else load,
     )
     return header + framework + _MAIN

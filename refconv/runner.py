@@ -1,20 +1,21 @@
-"""Drive cases through adapter workers: reference once per case, compare, store every row as it finishes.
+"""Schedule a run: batches of cases through the adapters' workers, every row stored as its case finishes.
 
-Flow of one case (`run_case`): the calling process computes the float64 reference and its error bound
-once; each adapter's worker process (`refconv.worker`) rebuilds the same seeded inputs from the case id,
-runs the adapter and returns its NHWC output and timings; `refconv.compare.compare` turns each output
-into a `Comparison`. A dead worker becomes a `crashed` answer, a slow one a `timeout` answer, and the
-worker is replaced for the next case. The main thread turns answers into rows (`build_rows`), writes a
-repro script for every finding and appends the rows to the run directory (`refconv.store`).
+The parts of a run, one job each (docs/architecture.md):
+- this module schedules: the run's configuration, which (case, adapter) pairs are missing, batches,
+  the executor, progress, Ctrl-C, provenance, the summary;
+- `refconv.batch` is the main side of the worker protocol: the reference once per case, one message per
+  batch to every adapter's worker, per-case crash and timeout isolation (`run_batch`, `evaluate`, `pool_for`);
+- `refconv.worker` / `refconv.serve` are the worker side: processes, and what a worker does with a case
+  (inputs, call, timings, comparison);
+- `refconv.results` turns answers into rows, repro scripts and warnings.json; `refconv.store` writes them.
 
 The executor seam. `Runner(..., executor=...)` accepts anything with the `concurrent.futures.Executor`
 interface (`submit(fn, *args) -> Future`, `shutdown(wait=...)`). The runner submits
-`run_case(task: CaseTask) -> CaseResult` once per case: a module-level function whose argument and result
-are plain picklable data (a frozen ConvSpec, labels, numbers, Comparison records; no arrays), and whose
-worker processes come from a per-process registry (`pool_for`). So a cluster executor such as
-`dask.distributed.Client(...).get_executor()` can replace the default `ThreadPoolExecutor(--workers)`
-without changing the runner: each cluster process then keeps its own adapter workers. Storage, repro
-scripts and known-deviation matching stay in the main process, which owns the run directory.
+`run_batch(task: BatchTask) -> [CaseResult]` once per batch: a module-level function whose argument and
+result are plain picklable data (frozen ConvSpecs, labels, numbers, Comparison records; no arrays), and
+whose worker processes come from a per-process registry (`pool_for`). So a cluster executor can replace
+the default `ThreadPoolExecutor(--workers)`: each cluster process then keeps its own adapter workers.
+Storage, repro scripts and known-deviation matching stay in the main process, which owns the run directory.
 
 A `Cluster` (`refconv.distributed.DaskCluster`, `refconv run --dask`) supplies both the executor and the
 adapters' versions and settings, asked on its workers instead of in this process. Each CaseResult carries the
@@ -24,33 +25,52 @@ host columns and adapter settings of the process that ran it, so every row names
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import secrets
 import signal
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
-from refconv import deviations, ops, provenance, repro
-from refconv.compare import TOLERANCE_C, Comparison, compare
+from refconv import ops, provenance
+from refconv.batch import (
+    MAX_BATCH,
+    STOP,
+    Answer,
+    BatchTask,
+    Cancelled,
+    CaseResult,
+    CaseTask,
+    all_pools,
+    close_pools,
+    evaluate,
+    evaluate_batch,
+    pool_for,
+    run_batch,
+    run_case,
+)
 from refconv.errors import UsageError
-from refconv.rows import case_columns, flops
+from refconv.pool import Pool
+from refconv.results import NO_REPRO, RowContext, WarningLog, build_rows, finish_rows, timing_columns
 from refconv.spec import ConvSpec
 from refconv.store import RunStore
-from refconv.worker import Pool, WorkerCrashed, WorkerLoadError, WorkerTimeout, error_text
+from refconv.worker import WorkerLoadError, error_text, set_default_log_dir
+
+__all__ = [
+    "NO_REPRO", "Answer", "BatchTask", "Cancelled", "CaseResult", "CaseTask", "Cluster", "RowContext", "RunConfig",
+    "RunSummary", "Runner", "build_rows", "close_pools", "evaluate", "evaluate_batch", "finish_rows", "new_run_id",
+    "ops", "pool_for", "resume_hint", "run_batch", "run_case", "stop", "timing_columns",
+]
 
 TABLES_EVERY_S = 30.0  # rewrite results.csv/.parquet this often while running (rows.jsonl is always current)
-NO_REPRO = ("pass", "unsupported")
+BATCHES_PER_WORKER = 4  # at least this many batches per concurrent worker: the last ones finish together
+LOGS_DIR = "logs"
 
 
 def new_run_id() -> str:
@@ -88,38 +108,6 @@ class RunConfig:
             raise UsageError(f"run.json does not describe a refconv run: {exc}") from None
 
 
-@dataclass(frozen=True)
-class CaseTask:
-    """One case for some adapters: what an executor ships to `run_case`."""
-
-    spec: ConvSpec
-    labels: tuple[str, ...]  # the adapters still to run on this case
-    run_labels: tuple[str, ...]  # every adapter of the run: the key of the worker pool
-    repeats: int = 3
-    case_timeout: float = 60.0
-    isolation: bool = True
-
-
-@dataclass
-class Answer:
-    """One adapter's verdict on one case, with its timings (ms) and, on request, its output array."""
-
-    label: str
-    comparison: Comparison
-    times_ms: list[float] = field(default_factory=list)
-    actual: np.ndarray | None = None
-
-
-@dataclass
-class CaseResult:
-    """One case's answers, with the host columns and adapter info of the process that ran it."""
-
-    spec: ConvSpec
-    answers: list[Answer]
-    where: dict[str, Any] = field(default_factory=dict)  # provenance.host_columns() of the running process
-    adapter_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> version, settings there
-
-
 class Cluster(Protocol):
     """Where a run executes when not in this process: an executor plus its workers' adapter info."""
 
@@ -132,129 +120,9 @@ class Cluster(Protocol):
         ...
 
 
-class Cancelled(Exception):
-    """The run is stopping (Ctrl-C): the case's unfinished answers are dropped, --resume redoes them."""
-
-
-_POOLS: dict[tuple[tuple[str, ...], bool], Pool] = {}
-_POOLS_LOCK = threading.Lock()
-_STOP = threading.Event()
-
-
-def pool_for(labels: Iterable[str], isolation: bool = True) -> Pool:
-    """This process's worker pool for a set of adapter labels (created once)."""
-    key = (tuple(labels), isolation)
-    with _POOLS_LOCK:
-        if key not in _POOLS:
-            _POOLS[key] = Pool(key[0], isolation)
-        return _POOLS[key]
-
-
-def close_pools() -> None:
-    """Stop every worker process of this process."""
-    with _POOLS_LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-    for pool in pools:
-        pool.close()
-
-
-def _answer(label: str, spec: ConvSpec, expected: np.ndarray, bound: np.ndarray, reply: dict[str, Any],
-            keep: bool) -> Answer:
-    c = TOLERANCE_C[spec.dtype]
-    shape = tuple(expected.shape)
-    if reply["kind"] != "output":
-        return Answer(label, Comparison(reply["kind"], shape, None, expected.size, tolerance_c=c, error=reply["error"]))
-    try:
-        comparison = compare(spec, expected, bound, reply["output"])
-    except Exception as exc:  # an output compare cannot read (object dtype, ...) is the adapter's failure
-        comparison = Comparison("raised", shape, None, expected.size, tolerance_c=c,
-                                error=f"returned a value that cannot be compared: {error_text(exc)}")
-    return Answer(label, comparison, list(reply["times_ms"]), reply["output"] if keep else None)
-
-
-def evaluate(spec: ConvSpec, labels: Iterable[str], pool: Pool, repeats: int = 3, case_timeout: float = 60.0,
-             keep_arrays: bool = False) -> tuple[np.ndarray, np.ndarray, list[Answer]]:
-    """(expected, bound, one Answer per label) for one case; raises Cancelled when the run is stopping."""
-    expected, bound = ops.reference(spec, ops.inputs(spec))
-    answers = []
-    for label in labels:
-        if _STOP.is_set():
-            raise Cancelled(spec.id)
-        try:
-            reply = pool.handle(label).request(spec.id, repeats, case_timeout)
-        except (WorkerCrashed, WorkerTimeout) as exc:
-            if _STOP.is_set():  # killed by our own Ctrl-C handling, not by the framework
-                raise Cancelled(spec.id) from None
-            kind = "crashed" if isinstance(exc, WorkerCrashed) else "timeout"
-            reply = {"kind": kind, "error": str(exc), "times_ms": []}
-        except WorkerLoadError as exc:  # a restart after a crash failed to load the adapter again
-            reply = {"kind": "crashed", "error": str(exc), "times_ms": []}
-        answers.append(_answer(label, spec, expected, bound, reply, keep_arrays))
-    return expected, bound, answers
-
-
-def run_case(task: CaseTask) -> CaseResult:
-    """The unit of work an executor runs: one case through the adapters named in the task."""
-    pool = pool_for(task.run_labels, task.isolation)
-    _, _, answers = evaluate(task.spec, task.labels, pool, task.repeats, task.case_timeout)
-    info = {label: pool.handle(label).info for label in task.labels}
-    return CaseResult(task.spec, answers, provenance.host_columns(), {k: v for k, v in info.items() if v})
-
-
-# --- rows ------------------------------------------------------------------------------------
-
-
-def timing_columns(spec: ConvSpec, times_ms: list[float]) -> dict[str, Any]:
-    """time_ms (= median), min, median, repeats and GFLOP/s at the median; NaN without timings."""
-    if not times_ms:
-        nan = float("nan")
-        return {"time_ms": nan, "time_min_ms": nan, "time_median_ms": nan, "repeats": 0, "gflops": nan}
-    median = statistics.median(times_ms)
-    return {
-        "time_ms": median, "time_min_ms": min(times_ms), "time_median_ms": median, "repeats": len(times_ms),
-        "gflops": flops(spec) / (median * 1e6) if median > 0 else float("nan"),
-    }
-
-
-@dataclass
-class RowContext:
-    """What every row of a run shares: run id, adapter versions and settings, provenance columns."""
-
-    run_id: str
-    adapter_info: dict[str, dict[str, Any]]
-    provenance_columns: dict[str, Any]
-
-
-def build_rows(result: CaseResult, ctx: RowContext) -> list[dict[str, Any]]:
-    """One row per answer, in rows.COLUMNS terms (repro and known_deviation filled by `finish_rows`)."""
-    case = case_columns(result.spec)
-    rows = []
-    for answer in result.answers:
-        info = result.adapter_info.get(answer.label) or ctx.adapter_info.get(answer.label, {})
-        row: dict[str, Any] = {"run_id": ctx.run_id, **case, "adapter": answer.label,
-                               "adapter_version": info.get("version", "")}
-        row.update(answer.comparison.as_row())
-        row.update(timing_columns(result.spec, answer.times_ms))
-        row["settings"] = json.dumps(info.get("settings", {}), sort_keys=True)
-        row["repro"] = ""
-        row["known_deviation"] = ""
-        row.update(ctx.provenance_columns)
-        row.update(result.where)  # the host that ran the case, where it differs from this one
-        rows.append(row)
-    return rows
-
-
-def finish_rows(run_dir: Path, result: CaseResult, rows: list[dict[str, Any]]) -> None:
-    """Known deviations for every row; a repro script (and the inputs) for every finding."""
-    inputs = None
-    for answer, row in zip(result.answers, rows, strict=True):
-        row["known_deviation"] = deviations.match(row)
-        if row["outcome"] in NO_REPRO:
-            continue
-        inputs = inputs or ops.inputs(result.spec)
-        message = answer.comparison.message(answer.label, result.spec)
-        row["repro"] = repro.write(run_dir, result.spec, answer.label, message, *inputs)
+def batch_size(cases: int, parallel: int) -> int:
+    """Cases per batch: BATCHES_PER_WORKER batches per concurrent worker at least, MAX_BATCH at most."""
+    return max(1, min(MAX_BATCH, math.ceil(cases / (max(1, parallel) * BATCHES_PER_WORKER))))
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -274,21 +142,27 @@ class Runner:
     """Runs a RunConfig into a RunStore; finished (case, adapter) pairs already stored are skipped."""
 
     def __init__(self, store: RunStore, config: RunConfig, executor: Executor | None = None,
-                 progress: bool = False, argv: list[str] | None = None, cluster: Cluster | None = None) -> None:
+                 progress: bool = False, argv: list[str] | None = None, cluster: Cluster | None = None,
+                 verbose: bool = False) -> None:
         self.store, self.config, self.executor, self.cluster = store, config, executor, cluster
-        self.progress = progress
+        self.progress, self.verbose = progress, verbose
         self.argv = argv if argv is not None else list(sys.argv)
         self.errors: list[str] = []
-        self._submitted: dict[Future[CaseResult], str] = {}
+        self.parallel = max(1, config.workers)  # batches in flight at once (a cluster's worker count)
+        self._submitted: dict[Future[list[CaseResult]], str] = {}
         self._stored: set[tuple[str, str]] = set()
+        self._warnings = WarningLog(store.dir, verbose)
 
-    def tasks(self, done: set[tuple[str, str]]) -> list[CaseTask]:
-        cfg, out = self.config, []
+    def tasks(self, done: set[tuple[str, str]]) -> list[BatchTask]:
+        """The missing (case, adapter) pairs in batches, in run order."""
+        cfg, cases = self.config, []
         for spec in cfg.specs():
             missing = tuple(label for label in cfg.adapters if (spec.id, label) not in done)
             if missing:
-                out.append(CaseTask(spec, missing, tuple(cfg.adapters), cfg.repeats, cfg.case_timeout, cfg.isolation))
-        return out
+                cases.append((spec, missing))
+        size = batch_size(len(cases), self.parallel)
+        return [BatchTask(tuple(cases[i:i + size]), tuple(cfg.adapters), cfg.repeats, cfg.case_timeout, cfg.isolation)
+                for i in range(0, len(cases), size)]
 
     def _start_workers(self) -> tuple[Pool | None, dict[str, dict[str, Any]], dict[str, Any]]:
         """(local pool or None, adapter info, cluster provenance or {}); a failing adapter is a UsageError."""
@@ -296,8 +170,11 @@ class Runner:
         if self.cluster is not None:  # the adapters live on the cluster's workers, maybe not here at all
             info, cluster_prov = self.cluster.start(labels, self.config.isolation)
             self.executor = self.cluster.executor()
+            self.parallel = max(1, len(cluster_prov.get("workers", {})))
             return None, info, cluster_prov
         pool = pool_for(labels, self.config.isolation)
+        pool.log_dir = self.store.dir / LOGS_DIR  # the workers' output goes there, not to the terminal
+        set_default_log_dir(pool.log_dir)  # and that of workers started for witnesses or relations
         try:
             info = pool.start()
         except WorkerLoadError as exc:
@@ -311,6 +188,7 @@ class Runner:
         path = self.store.dir / "provenance.json"
         if path.exists():  # a resumed run keeps its first start time and records each resumption
             old = self.store.read_json("provenance.json")
+            self.store.check_resume(old, prov)  # other adapter or refconv versions: refused unless --force
             prov["started_utc"] = old.get("started_utc", started)
             prov["resumed_utc"] = [*old.get("resumed_utc", []), started]
             prov["command"] = old.get("command", prov["command"])
@@ -322,20 +200,20 @@ class Runner:
         """Run every missing (case, adapter) pair; Ctrl-C stops cleanly with every finished row kept."""
         cfg = self.config
         self.store.write_json("run.json", cfg.to_dict())
-        done = {(r["case_id"], r["adapter"]) for r in self.store.rows()}
+        done = {(r["case_id"], r["adapter"]) for r in self.store.rows() if not r.get("relation")}  # not relation rows
         self._stored = set(done)
-        tasks = self.tasks(done)
         pool, info, cluster_prov = self._start_workers()
+        tasks = self.tasks(done)
         prov = self._provenance(info)
         if cluster_prov:
             prov["cluster"] = cluster_prov
             self.store.write_json("provenance.json", prov)
         ctx = RowContext(cfg.run_id, info, provenance.row_columns(prov))
-        _STOP.clear()
+        STOP.clear()
         new_rows, interrupted = 0, False
         previous = _install_sigint()
         try:
-            new_rows, interrupted = self._drive(tasks, ctx, len(cfg.cases))
+            new_rows, interrupted = self._drive(tasks, ctx, len(cfg.cases) * len(cfg.adapters), len(done))
         finally:
             _restore_sigint(previous)
             if interrupted and pool is not None:
@@ -343,6 +221,9 @@ class Runner:
             self.store.close()
         rows = self._all_rows()
         paths = self.store.write_tables(rows)
+        warnings_path = self._warnings.write()
+        if warnings_path is not None:
+            paths.append(warnings_path)
         hosts = _hosts(rows)
         if hosts:
             prov["hosts"] = hosts
@@ -353,26 +234,27 @@ class Runner:
         close_pools()
         return RunSummary(self.store.dir, rows, new_rows, interrupted, paths, list(self.errors))
 
-    def _drive(self, tasks: list[CaseTask], ctx: RowContext, total: int) -> tuple[int, bool]:
+    def _drive(self, tasks: list[BatchTask], ctx: RowContext, total: int, done: int) -> tuple[int, bool]:
         own = self.executor is None  # a caller's executor (a cluster client's, say) is the caller's to shut down
-        executor = self.executor or ThreadPoolExecutor(max(1, self.config.workers), thread_name_prefix="refconv-case")
-        bar = _progress(total, total - len(tasks), self.progress)
-        self._submitted = {executor.submit(run_case, task): task.spec.id for task in tasks}
-        pending: set[Future[CaseResult]] = set(self._submitted)
+        executor = self.executor or ThreadPoolExecutor(max(1, self.config.workers), thread_name_prefix="refconv-batch")
+        bar = _progress(total, done, self.progress)
+        self._submitted = {executor.submit(run_batch, task): task.cases[0][0].id for task in tasks}
+        pending: set[Future[list[CaseResult]]] = set(self._submitted)
         new_rows, last_tables = 0, time.monotonic()
         try:
             while pending:
                 finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    new_rows += self._store_result(future, ctx)
-                    bar.update(1)
-                if _STOP.is_set():
+                    stored = self._store_results(future, ctx)
+                    new_rows += stored
+                    bar.update(stored)
+                if STOP.is_set():
                     for future in pending:
                         future.cancel()
-                    for pool in list(_POOLS.values()):
+                    for pool in all_pools():
                         pool.kill_all()
-                    for future in wait(pending).done:  # the in-flight cases end as Cancelled, or finished
-                        new_rows += self._store_result(future, ctx)
+                    for future in wait(pending).done:  # the in-flight batches end as Cancelled, or finished
+                        new_rows += self._store_results(future, ctx)
                     return new_rows, True
                 if time.monotonic() - last_tables > TABLES_EVERY_S:
                     self.store.write_tables(self._all_rows())
@@ -383,21 +265,32 @@ class Runner:
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)
 
-    def _store_result(self, future: Future[CaseResult], ctx: RowContext) -> int:
+    def _store_results(self, future: Future[list[CaseResult]], ctx: RowContext) -> int:
+        """Store a finished batch's rows; the number of rows stored."""
         case_id = self._submitted.pop(future, "?")  # dropped so a cluster may forget the finished task
         if future.cancelled():
             return 0
         try:
-            result = future.result()
+            results = future.result()
         except Cancelled:
             return 0
-        except Exception as exc:  # a bug on refconv's side (the reference, say): report it, keep the run going
-            self.errors.append(f"{case_id}: {error_text(exc)}")
-            print(f"refconv run: internal error on case {case_id}: {error_text(exc)}", file=sys.stderr)
+        except Exception as exc:  # a bug on refconv's side: report it, keep the run going
+            self._internal_error(f"batch from {case_id}", error_text(exc))
+            return 0
+        return sum(self._store_result(result, ctx) for result in results)
+
+    def _internal_error(self, what: str, error: str) -> None:
+        self.errors.append(f"{what}: {error}")
+        print(f"refconv run: internal error on case {what}: {error}", file=sys.stderr)
+
+    def _store_result(self, result: CaseResult, ctx: RowContext) -> int:
+        if result.error:  # the reference failed, say: no rows, --resume retries the case
+            self._internal_error(result.spec.id, result.error)
             return 0
         result = self._unstored(result)
         if not result.answers:
             return 0
+        self._warnings.add(result)  # after dropping a result delivered twice, so nothing is counted twice
         rows = build_rows(result, ctx)
         finish_rows(self.store.dir, result, rows)
         self.store.append(rows)
@@ -409,15 +302,15 @@ class Runner:
         fresh = [a for a in result.answers if (result.spec.id, a.label) not in self._stored]
         if len(fresh) == len(result.answers):
             return result
-        return CaseResult(result.spec, fresh, result.where, result.adapter_info)
+        return CaseResult(result.spec, fresh, result.where, result.adapter_info, result.error)
 
     def _all_rows(self) -> list[dict[str, Any]]:
         """Stored rows, one per (case, adapter) (the first stored wins), in case order then adapter order."""
         case_order = {case_id: i for i, (case_id, _) in enumerate(self.config.cases)}
         label_order = {label: i for i, label in enumerate(self.config.adapters)}
-        unique: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in self.store.rows():
-            unique.setdefault((row["case_id"], row["adapter"]), row)
+        unique: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for row in self.store.rows():  # relation rows (refconv.relations_run) are keyed by their relation too
+            unique.setdefault((row["case_id"], row["adapter"], row.get("relation") or ""), row)
         return sorted(unique.values(), key=lambda r: (case_order.get(r["case_id"], len(case_order)),
                                                       label_order.get(r["adapter"], len(label_order))))
 
@@ -434,11 +327,11 @@ def _hosts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr when asked for and stderr is a terminal; a no-op otherwise."""
+    """A tqdm bar of rows on stderr (rows/s, ETA) when asked for and stderr is a terminal; a no-op otherwise."""
     if enabled and sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(total=total, initial=initial, unit="case", file=sys.stderr, dynamic_ncols=True)
+        return tqdm(total=total, initial=initial, unit="row", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     return _NoBar()
 
 
@@ -456,7 +349,7 @@ def _install_sigint() -> Any:
         return None
 
     def handler(signum: int, frame: Any) -> None:
-        _STOP.set()
+        STOP.set()
 
     return signal.signal(signal.SIGINT, handler)
 
@@ -468,7 +361,7 @@ def _restore_sigint(previous: Any) -> None:
 
 def stop() -> None:
     """Ask a running Runner to stop as Ctrl-C would (for embedding and tests)."""
-    _STOP.set()
+    STOP.set()
 
 
 def resume_hint(run_dir: Path) -> str:

@@ -20,6 +20,12 @@ DTYPE_CODES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64"
 LAYOUTS = ("NHWC", "NCHW", "channels_last")
 LAYOUT_CODES = {"NHWC": "", "NCHW": "nchw", "channels_last": "cl"}
 ACTIVATIONS = (None, "relu")
+# What a case checks (refconv.ops): the forward conv, its input or filter gradient, or the transposed conv.
+OPS = ("conv2d", "grad_input", "grad_filter", "transpose")
+# Special values in the inputs (refconv.special, docs/special-values.md): "normal", or "<kind>_<place>".
+VALUE_KINDS = ("nan", "inf", "ninf", "infmix", "inf0", "negzero", "subnormal", "huge")
+VALUE_PLACES = ("mid", "corner", "ring")
+VALUES = ("normal",) + tuple(f"{k}_{p}" for k in VALUE_KINDS for p in VALUE_PLACES)
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 Padding = str | Pads
@@ -81,6 +87,8 @@ class ConvSpec:
     layout: str = "NHWC"
     activation: str | None = None
     seed: int = 0
+    op: str = "conv2d"
+    values: str = "normal"
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +111,16 @@ class ConvSpec:
             raise SpecError(f"bias must be True or False, got {self.bias!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise SpecError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.values not in VALUES:
+            raise SpecError(f"values must be 'normal' or '<kind>_<place>' with kind in {', '.join(VALUE_KINDS)} and "
+                            f"place in {', '.join(VALUE_PLACES)}, got {self.values!r}")
+        if self.op not in OPS:
+            raise SpecError(f"op must be one of {', '.join(OPS)}, got {self.op!r}")
+        if self.op != "conv2d":
+            if self.activation is not None:
+                raise SpecError(f"op {self.op} checks the convolution alone; activation must be None, "
+                                f"got {self.activation!r}")
+            object.__setattr__(self, "bias", False)  # no op but the forward one takes a bias
 
     # --- derived facts -------------------------------------------------------------------
     @property
@@ -157,20 +175,26 @@ class ConvSpec:
             parts.append(LAYOUT_CODES[self.layout])
         if self.activation:
             parts.append(self.activation)
-        if not self.bias:
+        if not self.bias and self.op == "conv2d":
             parts.append("nobias")
         if self.seed:
             parts.append(f"r{self.seed}")
+        if self.op != "conv2d":
+            parts.append(self.op)
+        if self.values != "normal":
+            parts.append(f"v{self.values}")
         return "-".join(parts)
 
     @classmethod
     def from_id(cls, case_id: str) -> ConvSpec:
         """Parse an id written by `ConvSpec.id`; a malformed one raises SpecError."""
+        if not isinstance(case_id, str):
+            raise SpecError(f"a case id must be text, got {type(case_id).__name__} {case_id!r}")
         m = _ID_RE.fullmatch(case_id.strip())
         if not m:
             raise SpecError(
                 f"malformed case id {case_id!r}; expected e.g. "
-                "'n2-7x5x3-k3x2x4-s2x1-same-f32[-d2x1][-g2][-nchw|-cl][-relu][-nobias][-r7]'"
+                "'n2-7x5x3-k3x2x4-s2x1-same-f32[-d2x1][-g2][-nchw|-cl][-relu][-nobias][-r7][-grad_input][-vnan_mid]'"
             )
         g = m.groupdict()
         codes = {v: k for k, v in DTYPE_CODES.items()}
@@ -192,6 +216,8 @@ class ConvSpec:
             activation=g["act"],
             bias=not g["nobias"],
             seed=int(g["seed"]) if g["seed"] else 0,
+            op=g["op"] or "conv2d",
+            values=g["values"] or "normal",
         )
 
     def describe(self) -> str:
@@ -214,11 +240,16 @@ class ConvSpec:
             words.append(self.layout)
         if self.activation:
             words.append(self.activation)
-        if not self.bias:
+        if not self.bias and self.op == "conv2d":
             words.append("no bias")
         words.append(self.dtype)
-        return ", ".join(words)
+        if self.values != "normal":
+            words.append(f"special values {self.values}")
+        text = ", ".join(words)
+        return text if self.op == "conv2d" else f"{OP_WORDS[self.op]} of: {text}"
 
+
+OP_WORDS = {"grad_input": "input gradient", "grad_filter": "filter gradient", "transpose": "transposed conv"}
 
 _ID_RE = re.compile(
     r"n(?P<n>\d+)-(?P<h>\d+)x(?P<w>\d+)x(?P<ci>\d+)-k(?P<kh>\d+)x(?P<kw>\d+)x(?P<co>\d+)"
@@ -231,4 +262,6 @@ _ID_RE = re.compile(
     r"(?:-(?P<act>relu))?"
     r"(?:-(?P<nobias>nobias))?"
     r"(?:-r(?P<seed>\d+))?"
+    r"(?:-(?P<op>grad_input|grad_filter|transpose))?"
+    r"(?:-v(?P<values>[a-z0-9]+_[a-z]+))?"
 )

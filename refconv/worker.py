@@ -1,15 +1,19 @@
-"""Adapter worker processes: one per adapter label (and per concurrent case), frameworks imported only there.
+"""Adapter worker processes: one per adapter label (and per concurrent batch), frameworks imported only there.
 
 The main process never imports a framework. A `WorkerHandle` owns one spawned process that loads one
-adapter (`adapters.load(label)`) and answers requests `(case_id, repeats)`: it rebuilds the case's inputs
-from the id (`refconv.inputs.make_inputs` is seeded, so they are bit-identical to the main process's),
-asks `supports`, calls the adapter once (the warm-up, whose output is returned) and then `repeats` more
-times, timing only `Prepared.call` for a PreparedAdapter (or the whole `conv2d` otherwise).
-
-A worker that dies raises `WorkerCrashed` naming the signal or exit code; a request that exceeds its
+adapter (`adapters.load(label)`) and answers messages on a pipe:
+- ("batch", [(case_id, expected, bound), ...], repeats, keep): the worker runs the cases in order
+  (`refconv.serve.serve_case`: inputs rebuilt from the id, the call, its timings, the comparison) and
+  sends one ("case", index, Reply) per case as it finishes, so the main process knows which case was in
+  flight when the worker died or hung;
+- ("call", target, args): `target(adapter, *args)` for anything else (relations, user arrays);
+- ("stop",).
+A worker that dies raises `WorkerCrashed` naming the signal or exit code; a reply that exceeds its
 timeout kills the worker and raises `WorkerTimeout`. Either way the handle starts a fresh process on the
-next request. `InProcessHandle` answers the same requests in the calling process (--no-isolation): for
-debugging and for measuring the cost of isolation; it cannot survive a crash and enforces no timeout.
+next message. A worker writes its stdout and stderr (framework banners, C++ logs) to its log file when
+given one (`Pool(log_dir=...)`: the run directory's logs/<adapter>.log), never to the terminal.
+`InProcessHandle` answers the same in the calling process (--no-isolation): for debugging and for
+measuring the cost of isolation; it cannot survive a crash and enforces no timeout.
 """
 
 from __future__ import annotations
@@ -17,20 +21,21 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from refconv import ops
+from refconv.rows import clean_text
+from refconv.serve import ERROR_CHARS, Reply, TimingLock, error_text, failed, serve, serve_case
 from refconv.spec import ConvSpec
 
+__all__ = ["ERROR_CHARS", "Reply", "error_text", "serve", "serve_case"]  # re-exported: the worker's seams
+
 LOAD_TIMEOUT_S = 300.0  # importing TensorFlow on a busy 2-core machine can take a while
-ERROR_CHARS = 2000  # framework error texts can be pages long; rows keep the head
 THREAD_ENV_PREFIXES = (
     "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TF_", "TORCH_", "PYTORCH_", "XLA_", "JAX_", "DNNL_", "ONEDNN_",
     "CUDA_", "NVIDIA_", "ORT_",
@@ -53,15 +58,30 @@ class WorkerLoadError(Exception):
     """The adapter could not be constructed in the worker."""
 
 
+# Set in every adapter's process unless the user set them: the workers run side by side, and OpenMP threads
+# that spin-wait after each call (libgomp's default, torch's) take the cores the next adapter or the main
+# process needs. Measured: a 300-case numpy,torch sweep at load 6 took 18.6 s isolated and 15.7 s in-process
+# spinning, 11.1 s and 11.1 s passive (docs/performance.md). Recorded with the rest of the thread environment.
+WORKER_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+_DEFAULT_LOG_DIR: list[Path] = []  # set by the runner: workers started without a log file write there
+
+
+def set_default_log_dir(path: Path | None) -> None:
+    """Where workers started without their own log file (witness variants, relations) write their output."""
+    _DEFAULT_LOG_DIR[:] = [] if path is None else [Path(path)]
+
+
+def apply_env_defaults() -> None:
+    """WORKER_ENV_DEFAULTS into this process's environment, before a framework is imported here."""
+    for key, value in WORKER_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 def thread_env() -> dict[str, str]:
     """Environment variables that steer threads and precision (recorded in provenance)."""
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(THREAD_ENV_PREFIXES)}
-
-
-def error_text(exc: BaseException) -> str:
-    """'Type: message', trimmed to ERROR_CHARS."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " [...]"
 
 
 def describe_adapter(adapter: Any) -> dict[str, Any]:
@@ -69,38 +89,13 @@ def describe_adapter(adapter: Any) -> dict[str, Any]:
     settings_fn = getattr(adapter, "settings", None)
     settings = settings_fn() if callable(settings_fn) else {}
     return {
-        "version": str(adapter.version()),
-        "settings": {str(k): v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()},
+        "version": clean_text(adapter.version()),  # third-party text: any bytes, made encodable
+        "settings": {clean_text(k): clean_text(v) if isinstance(v, str) else v if isinstance(v, (bool, int, float))
+                     else clean_text(v) for k, v in settings.items()},
         "env": thread_env(),
         "cpu_count": os.cpu_count(),
         "pid": os.getpid(),
     }
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
-
-
-def serve(adapter: Any, case_id: str, repeats: int) -> dict[str, Any]:
-    """Answer one request: {'kind': 'output'|'unsupported'|'raised', 'output', 'error', 'times_ms'}."""
-    from adapters.base import Unsupported
-
-    spec = ConvSpec.from_id(case_id)
-    values = ops.inputs(spec)
-    try:
-        reason = ops.unsupported_reason(adapter, spec)
-        if reason:
-            return {"kind": "unsupported", "output": None, "error": str(reason), "times_ms": []}
-        call, fetch = ops.bind(adapter, spec, values)
-        output = fetch(call())  # the warm-up; its output is the one compared
-        times = [_timed(call) for _ in range(repeats)]
-        return {"kind": "output", "output": np.asarray(output), "error": "", "times_ms": times}
-    except Unsupported as exc:
-        return {"kind": "unsupported", "output": None, "error": str(exc), "times_ms": []}
-    except Exception as exc:
-        return {"kind": "raised", "output": None, "error": error_text(exc), "times_ms": []}
 
 
 def call_in_worker(adapter: Any, target: str, args: tuple[Any, ...]) -> Any:
@@ -127,9 +122,38 @@ def _exit_with_parent(every_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="refconv-parent-watch", daemon=True).start()
 
 
-def _child_main(label: str, conn: Any) -> None:
-    """The worker's loop: load the adapter, say hello, answer requests until told to stop or orphaned."""
+def log_name(label: str) -> str:
+    """A file name for an adapter label: 'fake_adapters:Faulty:mode=segv' -> 'fake_adapters_Faulty_mode=segv.log'."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") + ".log"
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """Send this process's fds 1 and 2 (Python's and C++'s output alike) to the log file."""
+    if not log_path:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _serve_batch(conn: Any, adapter: Any, message: tuple[Any, ...], lock: TimingLock) -> None:
+    """Answer a batch case by case, so a death or a hang names the case in flight."""
+    _, items, repeats, keep = message
+    for index, (case_id, expected, bound) in enumerate(items):
+        try:
+            reply = serve_case(adapter, case_id, expected, bound, repeats, keep, lock)
+        except Exception:  # a bug in serve itself: report it as the adapter's error rather than dying silently
+            spec = ConvSpec.from_id(case_id)
+            reply = Reply(failed("raised", spec, traceback.format_exc()[-ERROR_CHARS:], expected.shape, expected.size))
+        conn.send(("case", index, reply))
+
+
+def _child_main(label: str, conn: Any, log_path: str | None = None, lock_path: str | None = None) -> None:
+    """The worker's loop: load the adapter, say hello, answer messages until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's decision
+    _redirect_output(log_path)  # before the framework's import, whose banners go there too
+    apply_env_defaults()  # read by OpenMP when the framework loads it
     _exit_with_parent()
     import adapters
 
@@ -140,6 +164,7 @@ def _child_main(label: str, conn: Any) -> None:
         conn.send(("load_error", error_text(exc)))
         return
     conn.send(("ready", info))
+    lock = TimingLock(lock_path)
     while True:
         try:
             message = conn.recv()
@@ -153,12 +178,7 @@ def _child_main(label: str, conn: Any) -> None:
             except Exception as exc:
                 conn.send(("result", ("error", error_text(exc))))
             continue
-        _, case_id, repeats = message
-        try:
-            reply = serve(adapter, case_id, repeats)
-        except Exception:  # a bug in serve itself: report it as the adapter's error rather than dying silently
-            reply = {"kind": "raised", "output": None, "error": traceback.format_exc()[-ERROR_CHARS:], "times_ms": []}
-        conn.send(("result", reply))
+        _serve_batch(conn, adapter, message, lock)
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -177,10 +197,12 @@ def exit_description(exitcode: int | None) -> str:
 class WorkerHandle:
     """One adapter's worker process, started on demand and replaced after a crash or a timeout."""
 
-    def __init__(self, label: str, start_method: str = "spawn", load_timeout: float = LOAD_TIMEOUT_S) -> None:
+    def __init__(self, label: str, start_method: str = "spawn", load_timeout: float = LOAD_TIMEOUT_S,
+                 log_path: str | None = None, lock_path: str | None = None) -> None:
         self.label = label
         self._ctx: Any = multiprocessing.get_context(start_method)
         self._load_timeout = load_timeout
+        self.log_path, self.lock_path = log_path, lock_path
         self._process: Any = None
         self._conn: Any = None
         self.info: dict[str, Any] = {}
@@ -192,42 +214,62 @@ class WorkerHandle:
 
     def start(self) -> dict[str, Any]:
         """Spawn the worker and wait for its hello (version, settings); WorkerLoadError if the adapter fails."""
+        self.spawn()
+        return self.hello()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (a pool spawns every adapter's worker at once)."""
+        if self.log_path is None and _DEFAULT_LOG_DIR:
+            _DEFAULT_LOG_DIR[0].mkdir(parents=True, exist_ok=True)
+            self.log_path = str(_DEFAULT_LOG_DIR[0] / log_name(self.label))
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_child_main, args=(self.label, child), daemon=True,
-                                    name=f"refconv-worker[{self.label}]")
+        process = self._ctx.Process(target=_child_main, args=(self.label, child, self.log_path, self.lock_path),
+                                    daemon=True, name=f"refconv-worker[{self.label}]")
         process.start()
         child.close()  # so that the worker's death reads as EOF here
         self._process, self._conn = process, parent
+
+    def hello(self) -> dict[str, Any]:
+        """Wait for a spawned worker's hello: its adapter's version and settings."""
         kind, payload = self._receive(self._load_timeout, "loading the adapter")
         if kind == "load_error":
             self.kill()
             raise WorkerLoadError(f"adapter {self.label!r} failed to load: {payload}")
         self.info = payload
-        return payload
+        return payload  # type: ignore[no-any-return]
 
-    def request(self, case_id: str, repeats: int, timeout: float) -> dict[str, Any]:
-        """Run one case in the worker (starting it if needed)."""
+    def ensure_started(self) -> None:
+        """Start the worker if it is not running (a fresh one after a crash or a timeout)."""
         if not self.alive:
             if self._process is not None:
                 self.restarts += 1
             self.start()
-        self._conn.send(("case", case_id, repeats))
-        _, reply = self._receive(timeout, f"case {case_id}")
-        return reply
+
+    def send_batch(self, blob: bytes) -> None:
+        """Send a pickled ("batch", items, repeats, keep) message (pickled once for every adapter)."""
+        self.ensure_started()
+        self._conn.send_bytes(blob)
+
+    @property
+    def connection(self) -> Any:
+        """The pipe end to wait on (multiprocessing.connection.wait)."""
+        return self._conn
+
+    def receive_case(self, timeout: float, doing: str) -> tuple[int, Reply]:
+        """The next ("case", index, Reply) of a batch; WorkerCrashed or WorkerTimeout."""
+        _, index, reply = self._receive(timeout, doing)  # type: ignore[misc]
+        return index, reply
 
     def call(self, target: str, *args: Any, timeout: float = 60.0) -> Any:
         """`call_in_worker(adapter, target, args)` in the worker; WorkerCallError, WorkerCrashed, WorkerTimeout."""
-        if not self.alive:
-            if self._process is not None:
-                self.restarts += 1
-            self.start()
+        self.ensure_started()
         self._conn.send(("call", target, args))
         _, (kind, value) = self._receive(timeout, f"call {target}")
         if kind == "error":
             raise WorkerCallError(f"{self.label} worker: {target} raised {value}")
         return value
 
-    def _receive(self, timeout: float, doing: str) -> tuple[str, Any]:
+    def _receive(self, timeout: float, doing: str) -> Any:
         conn, process = self._conn, self._process
         try:
             ready = conn.poll(timeout)
@@ -237,7 +279,7 @@ class WorkerHandle:
             self.kill()
             raise WorkerTimeout(f"{self.label} worker did not answer within {timeout:g} s ({doing}); killed")
         try:
-            return conn.recv()  # type: ignore[no-any-return]
+            return conn.recv()
         except (EOFError, OSError):
             process.join(5)
             code = process.exitcode
@@ -276,6 +318,7 @@ class InProcessHandle:
     def __init__(self, label: str) -> None:
         import adapters
 
+        apply_env_defaults()  # as in a worker (no effect on a framework this process already imported)
         self.label = label
         try:
             self.adapter = adapters.load(label)
@@ -287,8 +330,9 @@ class InProcessHandle:
     def start(self) -> dict[str, Any]:
         return self.info
 
-    def request(self, case_id: str, repeats: int, timeout: float) -> dict[str, Any]:
-        return serve(self.adapter, case_id, repeats)
+    def serve_case(self, case_id: str, expected: Any, bound: Any, repeats: int, keep: bool) -> Reply:
+        """One case of a batch, answered here."""
+        return serve_case(self.adapter, case_id, expected, bound, repeats, keep)
 
     def call(self, target: str, *args: Any, timeout: float = 60.0) -> Any:
         try:
@@ -307,57 +351,3 @@ class InProcessHandle:
 
 
 Handle = WorkerHandle | InProcessHandle
-
-
-class Pool:
-    """Worker handles, one per (thread, adapter label): each concurrent case gets its own processes."""
-
-    def __init__(self, labels: Iterable[str], isolation: bool = True) -> None:
-        self.labels = tuple(labels)
-        self.isolation = isolation
-        self._local = threading.local()
-        self._spare: dict[str, list[Handle]] = {}  # started by `start` in one thread, adopted by the first user
-        self._all: list[Handle] = []
-        self._lock = threading.Lock()
-
-    def handle(self, label: str) -> Handle:
-        """This thread's handle for `label` (created, not yet started, on first use)."""
-        handles: dict[str, Handle] = self._local.__dict__.setdefault("handles", {})
-        if label not in handles:
-            with self._lock:
-                spare = self._spare.get(label)
-                handles[label] = spare.pop() if spare else self._new(label)
-        return handles[label]
-
-    def _new(self, label: str) -> Handle:
-        handle: Handle = WorkerHandle(label) if self.isolation else InProcessHandle(label)
-        self._all.append(handle)
-        return handle
-
-    def start(self) -> dict[str, dict[str, Any]]:
-        """Start one worker per label now (for their versions and settings); {label: info}.
-
-        The started workers are kept as spares that the first thread to need each label adopts, so a
-        one-thread run starts every framework once. Raises WorkerLoadError.
-        """
-        info = {}
-        for label in self.labels:
-            with self._lock:
-                handle = self._new(label)
-            info[label] = handle.start()
-            with self._lock:
-                self._spare.setdefault(label, []).append(handle)
-        return info
-
-    def kill_all(self) -> None:
-        """Kill every worker at once (Ctrl-C): in-flight requests end as crashes the runner discards."""
-        with self._lock:
-            handles = list(self._all)
-        for handle in handles:
-            handle.kill_process()
-
-    def close(self) -> None:
-        with self._lock:
-            handles, self._all, self._spare = list(self._all), [], {}
-        for handle in handles:
-            handle.close()

@@ -88,3 +88,26 @@ class Plain:
 
     def conv2d(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> np.ndarray:
         return NumpyAdapter().conv2d(x, w, b, spec)
+
+
+class Noisy(NumpyAdapter):
+    """The numpy adapter, talkative: prints to stdout and stderr once, and warns on every call (a quiet terminal)."""
+
+    name = "noisy"
+
+    def __init__(self) -> None:
+        import sys
+
+        print("fake adapter says hello on stdout")
+        print("fake adapter says hello on stderr", file=sys.stderr)
+
+    def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
+        import warnings
+
+        prepared = super().prepare(x, w, b, spec)
+
+        def call() -> Any:
+            warnings.warn("fake adapter warns on every call", UserWarning, stacklevel=1)
+            return prepared.call()
+
+        return Prepared(call, prepared.fetch)

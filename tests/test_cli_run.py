@@ -149,6 +149,21 @@ def test_existing_run_dir_is_refused(tmp_path, capsys):
     assert "already holds a run; use --resume" in capsys.readouterr().err
 
 
+def test_run_where_every_case_fails_inside_refconv_prints_one_line(tmp_path, monkeypatch, capsys):
+    from refconv import ops
+
+    def broken(spec, values):
+        raise RuntimeError("reference broke")
+
+    monkeypatch.setattr(ops, "reference", broken)
+    out = tmp_path / "run"
+    assert main(["run", "--cases", "n1-5x5x3-k1x1x4-s1x1-same-f32", "--adapters", "numpy", "--out", str(out),
+                 "--no-isolation", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"refconv run: no rows in {out}; 1 case(s) failed inside refconv"
+    assert "reference broke" in captured.err and "Traceback" not in captured.out + captured.err
+
+
 def test_torch_finding_repro_script_reproduces(tmp_path):
     pytest.importorskip("torch", reason="torch is not installed")
     out = tmp_path / "run"

@@ -83,3 +83,97 @@ def test_one_ulp_off_in_float16_is_one_ulp():
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_ulp_of_one(dtype):
     assert ulp(np.array([1.0]), dtype)[0] == eps(dtype)
+
+
+# --- non-finite values, overflow and the dtype (issue 14) -------------------------------------------
+
+# x = [1e308, 1e308], w = [1, -1]: the answer is 0, but |x| conv |w| = 2e308 = inf in float64
+BIG = ConvSpec(n=1, h=1, w=2, c_in=1, c_out=1, kh=1, kw=2, padding="VALID", bias=False, dtype="float64")
+
+
+def _big_case():
+    x = np.array([1e308, 1e308]).reshape(1, 1, 2, 1)  # NHWC
+    w = np.array([1.0, -1.0]).reshape(1, 2, 1, 1)  # HWIO
+    return for_spec(BIG, x, w, None)
+
+
+def test_overflowing_bound_does_not_let_a_nan_output_pass():
+    expected, bound = _big_case()
+    assert expected.ravel().tolist() == [0.0] and np.isinf(bound).all()
+    for bad in (np.nan, np.inf, -np.inf, 1e300):
+        c = compare(BIG, expected, bound, np.full((1, 1, 1, 1), bad))
+        assert c.outcome == "mismatch" and c.mismatched == 1, bad
+        assert not np.isnan(c.bound_ratio)
+
+
+def test_overflowing_bound_judges_finite_outputs_against_the_largest_float64():
+    expected, bound = _big_case()
+    assert compare(BIG, expected, bound, np.zeros((1, 1, 1, 1))).outcome == "pass"
+    # 1e293 is ~4e8 ulps of 2e308 away from 0: inside C * eps * max(float64) = 16 * 2.2e-16 * 1.8e308
+    near = compare(BIG, expected, bound, np.full((1, 1, 1, 1), 1e292))
+    assert near.outcome == "pass" and 0 < near.bound_ratio < TOLERANCE_C["float64"]
+
+
+def test_finite_reference_with_finite_extremes_does_not_overflow_the_difference():
+    spec = ConvSpec(n=1, h=1, w=1, c_in=1, c_out=1, kh=1, kw=1, padding="VALID", bias=False, dtype="float64")
+    expected = np.full((1, 1, 1, 1), 1.7e308)
+    bound = np.full((1, 1, 1, 1), np.inf)
+    c = compare(spec, expected, bound, np.full((1, 1, 1, 1), -1.7e308))  # difference 3.4e308 > max float64
+    assert c.outcome == "mismatch" and np.isinf(c.max_abs_err)
+
+
+F16 = ConvSpec(n=1, h=1, w=1, c_in=1, c_out=1, kh=1, kw=1, padding="VALID", bias=False, dtype="float16")
+
+
+def test_rounding_past_the_dtype_range_expects_inf_of_the_same_sign():
+    expected, bound = np.full((1, 1, 1, 1), 70000.0), np.full((1, 1, 1, 1), 70000.0)
+    assert compare(F16, expected, bound, np.full((1, 1, 1, 1), np.inf, np.float16)).outcome == "pass"
+    for bad in (-np.inf, np.nan, 65504.0):  # wrong sign, NaN, saturated to the largest float16
+        assert compare(F16, expected, bound, np.full((1, 1, 1, 1), bad, np.float16)).outcome == "mismatch", bad
+
+
+def test_inf_is_rejected_well_inside_the_dtype_range():
+    expected, bound = np.full((1, 1, 1, 1), 60000.0), np.full((1, 1, 1, 1), 60000.0)
+    assert compare(F16, expected, bound, np.full((1, 1, 1, 1), np.inf, np.float16)).outcome == "mismatch"
+    assert compare(F16, expected, bound, np.full((1, 1, 1, 1), 60000.0, np.float16)).outcome == "pass"
+
+
+def test_a_special_reference_value_needs_the_same_special_output():
+    expected = np.array([np.inf, -np.inf, np.nan]).reshape(1, 1, 3, 1)
+    bound = np.full((1, 1, 3, 1), np.inf)
+    spec = ConvSpec(n=1, h=1, w=3, c_in=1, c_out=1, kh=1, kw=1, bias=False)
+    assert compare(spec, expected, bound, expected.astype(np.float32)).outcome == "pass"
+    finite = np.array([3e38, -3e38, 0.0], np.float32).reshape(1, 1, 3, 1)
+    assert compare(spec, expected, bound, finite).mismatched == 3
+
+
+def test_a_result_in_another_dtype_is_wrong_dtype():
+    expected, bound = _case()
+    c = compare(SPEC, expected, bound, expected)  # float64 for a float32 case
+    assert c.outcome == "wrong_dtype" and c.actual_dtype == "float64"
+    assert "returned float64, expected float32" in c.message("fake", SPEC)
+    assert compare(SPEC, expected, bound, expected.astype(np.float32)).actual_dtype == "float32"
+
+
+def test_float32_for_a_bfloat16_case_is_wrong_dtype_and_bfloat16_passes():
+    import ml_dtypes
+
+    spec = SPEC.replace(dtype="bfloat16")
+    expected, bound = _case(spec)
+    assert compare(spec, expected, bound, expected.astype(np.float32)).outcome == "wrong_dtype"
+    right = compare(spec, expected, bound, expected.astype(ml_dtypes.bfloat16))
+    assert right.outcome == "pass" and right.actual_dtype == "bfloat16"
+
+
+def test_a_value_mismatch_wins_over_a_wrong_dtype():
+    expected, bound = _case()
+    c = compare(SPEC, expected, bound, expected + 1.0)
+    assert c.outcome == "mismatch" and c.actual_dtype == "float64"
+
+
+def test_the_row_records_actual_dtype():
+    from refconv.rows import RESULT_COLUMNS
+
+    expected, bound = _case()
+    row = compare(SPEC, expected, bound, expected.astype(np.float32)).as_row()
+    assert row["actual_dtype"] == "float32" and "actual_dtype" in RESULT_COLUMNS

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 
-from refconv import deviations
+from refconv import deviation_models, deviations, ops, witness
+from refconv.compare import compare
 from refconv.errors import SpecError
+from refconv.inputs import np_dtype
 from refconv.rows import case_columns
 from refconv.spec import ConvSpec
 
@@ -25,11 +30,32 @@ def test_every_entry_is_complete() -> None:
     assert {d.id for d in entries} >= {
         "tf_valid_empty_output_raises", "tf_onednn_empty_output_wrong_shape",
         "torch_empty_output_raises", "torch_single_channel_ambiguous_strides_wrong_values",
+        "tf_onednn_batched_single_channel_row_stride_wrong_values",
     }
     for d in entries:
         assert d.upstream.startswith("https://github.com/"), d.id
         assert d.reason and d.outcomes and d.adapter
         assert d.example_spec.id == d.example  # the example parses as a case id
+
+
+@pytest.mark.parametrize("entry", deviations.load(), ids=lambda d: d.id)
+def test_every_example_falls_inside_its_when(entry: deviations.Deviation) -> None:
+    assert entry.applies(case_columns(entry.example_spec)), f"{entry.example} is outside {entry.when}"
+
+
+def test_wrong_value_entries_carry_a_witness() -> None:
+    """Data-dependent wrong values are never excused by a region alone: each such entry has a model or toggle."""
+    witnessed = {d.id: d.describe_witness() for d in deviations.load() if "mismatch" in d.outcomes}
+    assert witnessed == {
+        "torch_single_channel_ambiguous_strides_wrong_values": "toggle mkldnn=off",
+        "torch_mkldnn_bf16_one_output_column_wrong_values": "toggle mkldnn=off",
+        "tf_onednn_batched_single_channel_row_stride_wrong_values": "toggle onednn=off",
+        "tf_onednn_bf16_one_output_column_wrong_values": "toggle onednn=off",
+        "onnxruntime_same_negative_pad_shifts_windows": "model onnxruntime_same_unclamped_pads",
+        "keras_channels_first_bias_on_width": "model keras_bias_on_width",
+        "torch_mkldnn_bf16_nan_inf_spread_left": "toggle mkldnn=off",  # special values (refconv.special)
+        "tf_onednn_bf16_nan_inf_spread_left": "toggle onednn=off",
+    }
 
 
 def _short(spec: ConvSpec) -> dict:
@@ -80,6 +106,29 @@ def test_parse_rejects_malformed_entries() -> None:
         deviations.parse('[bad]\nadapter = "tf"\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\n')
 
 
+ENTRY = f'[e]\nadapter = "tf"\noutcomes = ["mismatch"]\nreason = "r"\nupstream = "u"\nexample = "{SHORT_BY_ONE.id}"\n'
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("when = { c_inn = 1 }", "unknown when keys \\['c_inn'\\]"),
+    ("when = { h = { least = 2 } }", "when.h range takes min and max"),
+    ("exact = false", "'exact' is gone; an inexact entry needs a witness"),
+    ('model = "nope"', "unknown model 'nope'"),
+    ('toggle = "onednn"', "toggle must be key=value"),
+    ('model = "keras_bias_on_width"\ntoggle = "onednn=off"', "one witness, model or toggle, not both"),
+    ("when = { h = 3 }", "example n1-2x2x2-k3x3x2-s1x1-valid-f32 falls outside its when"),
+    ('when = { dtype = "float64" }', "falls outside its when"),
+])
+def test_parse_rejects_bad_conditions_and_witnesses(extra: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        deviations.parse(ENTRY + extra + "\n")
+
+
+def test_when_accepts_row_columns_and_derived_facts() -> None:
+    (entry,) = deviations.parse(ENTRY + "when = { op = \"conv2d\", relation = \"\", short_by = 1, sw_gt_sh = false }\n")
+    assert entry.applies(case_columns(SHORT_BY_ONE) | {"relation": ""})
+
+
 def test_ranges_and_lists() -> None:
     (entry,) = deviations.parse(
         '[e]\nadapter = ["a", "b:*"]\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\n'
@@ -110,4 +159,162 @@ def test_entries_reproduce_on_this_stack(label: str) -> None:
     from refconv.conformance.check import load_adapter, run
 
     adapter, _ = load_adapter(label)
-    assert deviations.strict(lambda lab, spec: run(adapter, spec).outcome, [label]) == []
+    in_worker = witness.shared().compare  # an entry documenting a crash is replayed in a worker process
+    assert deviations.strict(lambda lab, spec: run(adapter, spec).outcome, [label],
+                             isolated=lambda lab, spec: in_worker(lab, spec).outcome) == []
+
+
+# --- witnesses: a deviation explains only what it predicts ----------------------------------------
+
+
+@dataclass
+class FakeWitness:
+    """A witness with planted answers: the adapter's output and which variant labels pass."""
+
+    spec: ConvSpec
+    actual: np.ndarray | None = None
+    passing: tuple[str, ...] = ()
+    asked: list[str] = field(default_factory=list)
+
+    def inputs(self) -> tuple:
+        return ops.inputs(self.spec)
+
+    def output(self) -> np.ndarray | None:
+        return self.actual
+
+    def passes(self, label: str) -> bool:
+        self.asked.append(label)
+        return label in self.passing
+
+
+# A float64 VALID 64x64 single-channel case: inside the old torch rule (c_in = 1, any dtype and size),
+# outside everything that was measured failing.
+PLANTED_64 = ConvSpec(n=1, h=64, w=64, c_in=1, c_out=2, kh=3, kw=3, padding="VALID", dtype="float64")
+TORCH_F32 = ConvSpec.from_id("n1-5x2x1-k4x4x2-s1x3-same-f32-d2x1-r278")  # the torch entry's example
+TF_F32 = ConvSpec.from_id("n2-2x1x1-k1x2x1-s1x2-same-f32-nobias")  # the tf batched entry's example
+
+
+def test_planted_torch_float64_valid_64x64_single_channel_mismatch_is_not_explained() -> None:
+    witness = FakeWitness(PLANTED_64, passing=("torch:mkldnn=off",))  # even a toggle that passes cannot excuse it
+    assert deviations.explain(row(PLANTED_64, "torch", "mismatch"), witness) == ""
+    assert deviations.explain(row(PLANTED_64.replace(layout="NCHW"), "torch-nn", "mismatch"), witness) == ""
+
+
+def test_planted_tf_float64_mismatch_is_not_explained() -> None:
+    """The old TF rule had no dtype limit: a float64 batched single-channel mismatch was excused."""
+    planted = TF_F32.replace(dtype="float64")
+    witness = FakeWitness(planted, passing=("tf:onednn=off",))
+    assert deviations.explain(row(planted, "tf", "mismatch"), witness) == ""
+    assert deviations.explain(row(PLANTED_64.replace(n=2), "tf", "mismatch"), witness) == ""
+
+
+@pytest.mark.parametrize(("spec", "label", "toggled", "entry"), [
+    (TORCH_F32, "torch", "torch:mkldnn=off", "torch_single_channel_ambiguous_strides_wrong_values"),
+    (TORCH_F32, "torch-nn:threads=1", "torch-nn:mkldnn=off:threads=1",
+     "torch_single_channel_ambiguous_strides_wrong_values"),
+    (TF_F32, "tf", "tf:onednn=off", "tf_onednn_batched_single_channel_row_stride_wrong_values"),
+    (TF_F32, "tf:onednn=on", "tf:onednn=off", "tf_onednn_batched_single_channel_row_stride_wrong_values"),
+])
+def test_toggle_explains_only_where_the_variant_passes(spec: ConvSpec, label: str, toggled: str, entry: str) -> None:
+    failing = row(spec, label, "mismatch")
+    both_fail = FakeWitness(spec)
+    assert deviations.explain(failing, both_fail) == ""  # the variant fails too: a different bug
+    assert both_fail.asked == [toggled]
+    assert deviations.explain(failing) == ""  # no witness, no excuse
+    assert deviations.explain(failing, FakeWitness(spec, passing=(toggled,))) == entry
+
+
+def test_toggled_labels() -> None:
+    assert deviations.toggled("tf", "onednn=off") == "tf:onednn=off"
+    assert deviations.toggled("tf:onednn=on", "onednn=off") == "tf:onednn=off"
+    assert deviations.toggled("torch:threads=1", "mkldnn=off") == "torch:mkldnn=off:threads=1"
+
+
+KERAS = ConvSpec.from_id("n1-4x4x1-k1x1x4-s1x1-same-f32-nchw")
+ORT = ConvSpec.from_id("n1-4x4x1-k1x1x1-s4x2-same-f16")
+
+
+@pytest.mark.parametrize(("spec", "label", "model", "entry"), [
+    (KERAS, "keras", "keras_bias_on_width", "keras_channels_first_bias_on_width"),
+    (KERAS.replace(activation="relu", dtype="bfloat16", seed=3), "keras", "keras_bias_on_width",
+     "keras_channels_first_bias_on_width"),
+    (ORT, "onnxruntime", "onnxruntime_same_unclamped_pads", "onnxruntime_same_negative_pad_shifts_windows"),
+    (ORT.replace(h=9, w=6, kh=1, kw=2, strides=(5, 4), dtype="float32"), "onnxruntime",
+     "onnxruntime_same_unclamped_pads", "onnxruntime_same_negative_pad_shifts_windows"),
+])
+def test_model_explains_only_outputs_that_match_it(spec: ConvSpec, label: str, model: str, entry: str) -> None:
+    values = ops.inputs(spec)
+    right, bound = ops.reference(spec, values)
+    wrong, _ = deviation_models.predict(model, spec, values)
+    as_modelled = wrong.astype(np_dtype(spec.dtype))  # what the framework returns: the model, rounded
+    assert compare(spec, right, bound, as_modelled).outcome == "mismatch"  # the model is a wrong answer here
+    failing = row(spec, label, "mismatch")
+    assert deviations.explain(failing, FakeWitness(spec, as_modelled)) == entry
+    other_bug = as_modelled.copy()
+    other_bug.flat[-1] += 1.0  # one more element off: not what the model predicts
+    assert deviations.explain(failing, FakeWitness(spec, other_bug)) == ""
+    assert deviations.explain(failing, FakeWitness(spec, None)) == ""  # no output to check
+    assert deviations.explain(failing) == ""
+
+
+def test_keras_model_error_is_bias_of_width_minus_bias_of_channel() -> None:
+    values = ops.inputs(KERAS)
+    right, _ = ops.reference(KERAS, values)
+    wrong, _ = deviation_models.predict("keras_bias_on_width", KERAS, values)
+    b = values[2]
+    # (1, 4, 4, 4) NHWC: element [n, h, j, c] is off by b[j] - b[c]
+    expected_error = np.broadcast_to(b[None, None, :, None] - b[None, None, None, :], wrong.shape)
+    np.testing.assert_allclose(wrong - right, expected_error, atol=1e-12)
+
+
+def test_ort_model_shifts_the_first_window_by_the_measured_head() -> None:
+    """4 rows, kernel 1, stride 4: SAME total -3, the window starts at row 1 (measured), not row 0."""
+    spec = ConvSpec(n=1, h=4, w=1, c_in=1, c_out=1, kh=1, kw=1, strides=(4, 1), bias=False, dtype="float32")
+    x, w, b = ops.inputs(spec)
+    wrong, _ = deviation_models.predict("onnxruntime_same_unclamped_pads", spec, (x, w, b))
+    np.testing.assert_allclose(wrong[0, 0, 0, 0], float(x[0, 1, 0, 0]) * float(w[0, 0, 0, 0]), rtol=1e-12)
+
+
+# --- every recorded deviation, replayed on its framework with its real witness ---------------------
+
+# The adapter each entry is replayed on: its first plain pattern (tf, torch, onnxruntime, ...).
+REPLAY = [(d, next(p for p in d.adapter if "*" not in p)) for d in deviations.load()]
+
+
+@pytest.fixture(scope="module")
+def variants() -> Iterator[witness.VariantRunner]:
+    runner = witness.VariantRunner()
+    yield runner
+    runner.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("entry", "label"), REPLAY, ids=[d.id for d, _ in REPLAY])
+def test_recorded_deviations_are_found_and_explained(entry: deviations.Deviation, label: str,
+                                                      variants: witness.VariantRunner) -> None:
+    """Each entry's example, run on its framework, fails as recorded and the entry explains it, witness checked."""
+    import adapters
+
+    reason = adapters.unavailable_reason(label)
+    if reason:
+        pytest.skip(f"{label}: {reason}")
+    spec = entry.example_spec
+    comparison = variants.compare(label, spec)
+    failing = {**case_columns(spec), "adapter": label, "outcome": comparison.outcome}
+    assert comparison.outcome in entry.outcomes, comparison.message(label, spec)
+    assert deviations.explain(failing, witness.CaseWitness(variants, spec, label)) == entry.id
+
+
+def test_conformance_verdict_excuses_only_a_witnessed_failure() -> None:
+    """The pytest plugin's verdict: xfail where the toggle passes, a failure where it does not or outside."""
+    from refconv.compare import Comparison
+    from refconv.conformance.check import verdict
+
+    mismatch = Comparison("mismatch", (2, 2, 1, 1), (2, 2, 1, 1), 4, 2)
+    assert verdict("tf", TF_F32, mismatch, FakeWitness(TF_F32, passing=("tf:onednn=off",))).action == "xfail"
+    failed = verdict("tf", TF_F32, mismatch, FakeWitness(TF_F32))
+    assert failed.action == "fail" and "does not explain this 'mismatch'" in failed.message
+    assert verdict("tf", TF_F32, mismatch).action == "fail"  # no witness given
+    planted = FakeWitness(PLANTED_64, passing=("torch:mkldnn=off",))
+    assert verdict("torch", PLANTED_64, mismatch, planted).action == "fail"  # outside every measured region
+    assert verdict("tf", TF_F32, Comparison("pass", (2, 2, 1, 1), (2, 2, 1, 1), 4)).action == "pass"

@@ -7,7 +7,11 @@ No timings here: speed lives in benchmarks/.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
 import tracemalloc
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import refconv.blas_threads as blas_threads
 import refconv.reference as reference
 from refconv.reference import _check, abs_bound, conv2d, conv2d_direct, conv2d_fast, for_spec
 from refconv.spec import ConvSpec
@@ -249,3 +254,117 @@ def test_working_memory_is_bounded_by_the_chunk_not_the_input(monkeypatch: Any) 
     finally:
         tracemalloc.stop()
     assert peak - out.nbytes < 4 * (256 << 10), f"working memory {peak - out.nbytes} bytes"
+
+
+# --- the chunk threads (refconv.blas_threads): same answer on any thread count, BLAS left as found -----
+
+
+def _many_chunks(monkeypatch: Any) -> dict[str, Any]:
+    """A call cut into 16 one-row chunks, with padding on every side, bias and ReLU."""
+    monkeypatch.setattr(reference, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(reference, "_MIN_CHUNK_PIXELS", 1)
+    rng = np.random.default_rng(11)
+    return dict(x=rng.standard_normal((2, 8, 9, 4)), w=rng.standard_normal((3, 3, 4, 6)), b=rng.standard_normal(6),
+                strides=1, padding="SAME", dilations=1, groups=1, activation="relu")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_result_does_not_depend_on_the_thread_count(threads: int, monkeypatch: Any) -> None:
+    """Each chunk is one single-threaded GEMM whichever thread takes it: bit-identical results."""
+    args = _many_chunks(monkeypatch)
+    blas = blas_threads._blas()
+    if blas is None:
+        pytest.skip("no OpenBLAS found to steer: chunks always run in the calling thread")
+    monkeypatch.setattr(blas, "set", lambda n: None)
+    monkeypatch.setattr(blas_threads, "_cpus", lambda: 4)
+    monkeypatch.setattr(blas, "get", lambda: 1)
+    serial = conv2d(**args)
+    monkeypatch.setattr(blas, "get", lambda: threads)  # BLAS's count is the threads chunks use
+    used: set[str] = set()
+    real = reference._Im2col.__call__
+
+    def recording(self: Any, *a: Any) -> None:
+        used.add(threading.current_thread().name)
+        real(self, *a)
+
+    monkeypatch.setattr(reference._Im2col, "__call__", recording)
+    got = conv2d(**args)
+    np.testing.assert_array_equal(got, serial)
+    assert 1 <= len(used) <= threads
+    assert_close_to_direct(args, got)
+
+
+def test_blas_threads_restored_after_calls_errors_and_overlaps(monkeypatch: Any) -> None:
+    blas = blas_threads._blas()
+    if blas is None:
+        pytest.skip("no OpenBLAS found to steer")
+    before = blas.get()
+    args = _many_chunks(monkeypatch)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: conv2d(**args), range(8)))
+    assert blas.get() == before
+
+    def failing(self: Any, *a: Any) -> None:
+        raise RuntimeError("chunk failed")
+
+    monkeypatch.setattr(reference._Im2col, "__call__", failing)
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        conv2d(**args)
+    assert blas.get() == before
+
+
+def test_nan_inputs_warn_in_no_chunk_thread(monkeypatch: Any) -> None:
+    """for_spec's errstate reaches the helper threads (NaN and Inf inputs are cases, not accidents)."""
+    args = _many_chunks(monkeypatch)
+    x = args["x"].copy()
+    x[0, 0, 0, 0], x[1, 3, 3, 1] = np.nan, np.inf
+    spec = ConvSpec(n=2, h=8, w=9, c_in=4, c_out=6, kh=3, kw=3, activation="relu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected, bound = for_spec(spec, x, args["w"], args["b"])
+    assert np.isnan(expected).any() and np.isinf(bound).any()
+
+
+def test_workspace_is_kept_aligned_and_touched_once() -> None:
+    first = blas_threads.workspace(10_000, keep_bytes=1 << 20)
+    again = blas_threads.workspace(5_000, keep_bytes=1 << 20)
+    assert first.ctypes.data % 64 == 0 and again.ctypes.data == first.ctypes.data  # reused: no new pages to fault
+    big = blas_threads.workspace(2 << 20, keep_bytes=1 << 20)  # over the keep size: a fresh one, not kept
+    assert big.ctypes.data % 64 == 0
+    assert blas_threads.workspace(100, keep_bytes=1 << 20).ctypes.data == first.ctypes.data
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("offset", [-4, -1, 0, 2])
+def test_inside_matches_counting(stride: int, offset: int) -> None:
+    """_inside: the outputs whose input index o * stride + offset falls inside a 7-pixel axis, by brute force."""
+    for first, count in [(0, 5), (2, 3), (6, 4)]:
+        inside = [o - first for o in range(first, first + count) if 0 <= o * stride + offset < 7]
+        lo, hi = reference._inside(first, count, stride, offset, 7)
+        assert list(range(lo, hi)) == inside
+
+
+def _conv_in_child(queue: Any) -> None:
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 12, 12, 3)), rng.standard_normal((3, 3, 3, 4))
+    reference._CHUNK_BYTES, reference._MIN_CHUNK_PIXELS = 1, 1  # 24 chunks: helpers are asked for
+    queue.put(float(np.abs(conv2d(x, w) - conv2d_direct(x, w)).max()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_chunks_without_the_parents_pool(monkeypatch: Any) -> None:
+    """Pool threads do not survive fork: a child that inherited a started pool must not wait on it."""
+    blas = blas_threads._blas()
+    if blas is None or blas_threads._cpus() < 2:
+        pytest.skip("no OpenBLAS found to steer, or one CPU: no pool to inherit")
+    monkeypatch.setattr(blas, "get", lambda: 2)  # here and in the child: one helper thread
+    conv2d(**_many_chunks(monkeypatch))  # start the pool here first
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_conv_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung running chunks")
+    assert queue.get(timeout=5) < 1e-12

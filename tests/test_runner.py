@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refconv import cases, runner
+from refconv import batch, cases, runner
 from refconv.inputs import make_inputs
 from refconv.reference import for_spec
 from refconv.rows import COLUMNS
@@ -219,3 +219,91 @@ def test_call_runs_a_named_function_next_to_the_adapter_in_its_worker():
                 handle.call("refconv.worker:no_such_function", timeout=120)
         finally:
             handle.close()
+
+
+@pytest.mark.parametrize(("mode", "outcome", "text", "chunk"), [
+    ("segv", "crashed", "SIGSEGV", 8), ("abort", "crashed", "SIGABRT", 8), ("exit", "crashed", "exited with code 3", 8),
+    ("hang", "timeout", "within 2 s", 8), ("segv", "crashed", "SIGSEGV", 1), ("hang", "timeout", "within 2 s", 1),
+])
+def test_a_fault_in_the_middle_of_a_batch_ends_that_case_and_the_rest_runs_in_a_fresh_worker(mode, outcome, text, chunk,
+                                                                                            monkeypatch):
+    # one batch of four cases; the faulty adapter misbehaves on the third only (n1-4x4...); with chunk 1 each case
+    # is its own message, queued behind the one in flight when the worker dies
+    monkeypatch.setattr(batch, "FEED_CHUNK", chunk)
+    faulty = f"{FAKE}:mode={mode}:on=n1-4x4"
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS]
+    pool = runner.pool_for(["numpy", faulty])
+    try:
+        results = runner.evaluate_batch([(s, ("numpy", faulty)) for s in specs], pool, repeats=1, case_timeout=2.0)
+        outcomes = [[a.comparison.outcome for a in r.answers] for r in results]
+        assert outcomes == [["pass", "pass"], ["pass", "pass"], ["pass", outcome], ["pass", "pass"]]
+        failed = results[2].answers[1].comparison
+        assert text in failed.error and CASE_IDS[2] in failed.error
+        assert pool.handle(faulty).restarts == 1 and pool.handle("numpy").restarts == 0
+        assert all(a.actual is None for r in results for a in r.answers)  # no arrays travel unless asked
+    finally:
+        runner.close_pools()
+
+
+def test_a_batch_computes_each_reference_once_and_keeps_arrays_only_on_request(monkeypatch):
+    calls: list[str] = []
+    real = runner.ops.reference
+
+    def counting(spec, values):
+        calls.append(spec.id)
+        return real(spec, values)
+
+    monkeypatch.setattr(runner.ops, "reference", counting)
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS[:2]]
+    pool = runner.pool_for(["numpy", "fake_adapters:Plain"])
+    try:
+        results = runner.evaluate_batch([(s, ("numpy", "fake_adapters:Plain")) for s in specs], pool, repeats=1)
+        assert calls == CASE_IDS[:2]  # once per case, whatever the number of adapters
+        expected, _, answers = runner.evaluate(specs[0], ["numpy"], pool, repeats=1, keep_arrays=True)
+        assert answers[0].actual is not None and answers[0].actual.shape == expected.shape
+    finally:
+        runner.close_pools()
+    assert [[a.comparison.outcome for a in r.answers] for r in results] == [["pass", "pass"]] * 2
+
+
+def test_worker_output_goes_to_the_run_logs_and_warnings_are_counted(tmp_path):
+    summary = run(tmp_path, ["numpy", "fake_adapters:Noisy"], case_ids=CASE_IDS[:3], repeats=2)
+    logs = summary.run_dir / "logs"
+    text = (logs / "fake_adapters_Noisy.log").read_text()
+    assert (logs / "numpy.log").is_file() and "hello on stdout" in text and "hello on stderr" in text
+    (entry,) = json.loads((summary.run_dir / "warnings.json").read_text())
+    assert entry["adapter"] == "fake_adapters:Noisy" and entry["category"] == "UserWarning"
+    assert entry["count"] == 3 * 3 and entry["first_case"] == CASE_IDS[0]  # warm-up + 2 repeats, per case
+    assert entry["message"] == "fake adapter warns on every call"
+    from refconv.report import write_reports
+
+    write_reports(summary.run_dir)  # listed once in both reports, with its count and first case
+    md, html = (summary.run_dir / "summary.md").read_text(), (summary.run_dir / "report.html").read_text()
+    section = md.split("## Warnings")[1]
+    assert "fake adapter warns on every call" in section and CASE_IDS[0] in section
+    assert 'id="warnings"' in html and html.count("fake adapter warns on every call") == 1
+
+
+def test_the_warning_log_counts_merges_across_resumes_and_prints_live_only_when_verbose(tmp_path, capsys):
+    from refconv.batch import Answer, CaseResult
+    from refconv.compare import Comparison
+    from refconv.results import WarningLog
+
+    def result(case_id: str, count: int) -> CaseResult:
+        answer = Answer("torch", Comparison("pass", (1,), (1,)), warnings=[("UserWarning", "padding copy", count)])
+        return CaseResult(cases.ConvSpec.from_id(case_id), [answer])
+
+    quiet = WarningLog(tmp_path)
+    quiet.add(result(CASE_IDS[0], 2))
+    quiet.add(result(CASE_IDS[1], 3))
+    quiet.write()
+    assert capsys.readouterr().err == ""
+    loud = WarningLog(tmp_path, verbose=True)  # a resumed run goes on counting
+    loud.add(result(CASE_IDS[2], 1))
+    loud.add(CaseResult(cases.ConvSpec.from_id(CASE_IDS[3]),
+                        [Answer("tf", Comparison("pass", (1,), (1,)), warnings=[("DeprecationWarning", "old", 1)])]))
+    loud.write()
+    assert capsys.readouterr().err.splitlines() == [f"refconv run: tf warned on {CASE_IDS[3]}: DeprecationWarning: old"]
+    entries = json.loads((tmp_path / "warnings.json").read_text())
+    assert [(e["adapter"], e["count"], e["first_case"]) for e in entries] == [("torch", 6, CASE_IDS[0]),
+                                                                              ("tf", 1, CASE_IDS[3])]

@@ -7,6 +7,9 @@ random sweep plus large-reduction cases, and two deliberately lossy convolutions
   cases, bfloat16 for float16 cases), what a precision mode that silently drops bits does.
 Prints a markdown table of median / p99 / max bound ratio per (engine, dtype). Usage:
     python tools/measure_tolerance.py [N_RANDOM]
+    python tools/measure_tolerance.py --ops [N_RANDOM]   # the training ops: grad_input, grad_filter, transpose
+With --ops the engines are tf, torch and jax (each op through the adapter's method) plus "lossy: reduced
+inputs" (the reference of the op on narrowed inputs), and the table has one row per (op, engine, dtype).
 """
 
 from __future__ import annotations
@@ -100,5 +103,61 @@ def main() -> None:
               f"| {compare.TOLERANCE_C[dtype]:g} |")
 
 
+TRAINING_OPS = ("grad_input", "grad_filter", "transpose")
+# long sums for the filter gradient (n * ho * wo up to 8,192 terms) and wide channel sums for the input gradient
+LARGE_OPS = [
+    ConvSpec(n=n, h=hw, w=hw, c_in=c, c_out=co, kh=3, kw=3, dtype=d, seed=s, bias=False)
+    for n, hw, c, co in ((8, 32, 4, 4), (2, 24, 8, 128), (4, 16, 64, 64)) for d in ("float16", "bfloat16", "float32",
+                                                                                   "float64") for s in (1, 2)
+]
+
+
+def _narrow(spec: ConvSpec, a: np.ndarray) -> np.ndarray:
+    if spec.dtype in ("float32", "float64"):  # TF32: keep 10 mantissa bits
+        return (a.astype(np.float32).view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)
+    return a.astype(ml_dtypes.bfloat16 if spec.dtype == "float16" else ml_dtypes.float8_e4m3fn).astype(np.float64)
+
+
+def main_ops(count: int) -> None:
+    from refconv import ops
+
+    base = [s.replace(layout="NHWC", activation=None) for s in cases.random_cases(count, seed=11)] + LARGE_OPS
+    engines = {name: adapters.load(name) for name in ("tf", "torch", "jax")}
+    ratios: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for forward in base:
+        for op in TRAINING_OPS:
+            spec = forward.replace(op=op)
+            if 0 in geometry(spec)[0][:1] + geometry(spec)[1][:1]:  # an empty forward output is not rounding data
+                continue  # (and tf's filter gradient of one returns uninitialized memory or crashes: docs/training.md)
+            values = ops.inputs(spec)
+            expected, bound = ops.reference(spec, values)
+            lossy, _ = ops.reference(spec, tuple(_narrow(spec, v) for v in values))
+            outs: dict[str, np.ndarray] = {"lossy: reduced inputs": lossy.astype(np_dtype(spec.dtype))}
+            for name, engine in engines.items():
+                if ops.unsupported_reason(engine, spec):
+                    continue
+                try:
+                    call, fetch = ops.bind(engine, spec, values)
+                    outs[name] = fetch(call())
+                except Exception:  # raised rows are not rounding data
+                    continue
+            for name, out in outs.items():
+                c = compare.compare(spec, expected, bound, out, c=float("inf"))
+                if c.outcome == "pass":
+                    ratios[(op, name, spec.dtype)].append(c.bound_ratio)
+    from refconv.op_tolerance import OP_TOLERANCE_C
+
+    print("| op | engine | dtype | cases | median | p99 | max | base C |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (op, name, dtype), values in sorted(ratios.items()):
+        v = np.array(values)
+        print(f"| {op} | {name} | {dtype} | {len(v)} | {np.median(v):.3g} | {np.percentile(v, 99):.3g} "
+              f"| {v.max():.3g} | {OP_TOLERANCE_C[op][dtype]:g} |")
+
+
 if __name__ == "__main__":
-    main()
+    if "--ops" in sys.argv:
+        sys.argv.remove("--ops")
+        main_ops(int(sys.argv[1]) if len(sys.argv) > 1 else 400)
+    else:
+        main()

@@ -2,7 +2,9 @@
 
 Rows are matched by (case_id, adapter label). Exit status 1 when anything regressed (a pass that became
 anything else, bound_ratio grown beyond --error-factor, a median time beyond --time-factor and
---time-min-ms slower), 0 otherwise, so CI can gate a framework upgrade on it:
+--time-min-ms slower; with --require-all, a row of BASE missing from NEW), 0 otherwise, so CI can gate a
+framework upgrade on it. Two runs that share no row are an error (exit 2): nothing was compared. Runs of
+different case selections or seeds, and partial overlaps, are noted:
 
   refconv compare reports/before reports/after --out /tmp/cmp
 """
@@ -34,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"error growth that regresses: new bound_ratio > F * max(base, 1) (default {ERROR_FACTOR:g})")
     p.add_argument("--time-factor", type=_positive, default=TIME_FACTOR, metavar="F",
                    help=f"median time ratio that regresses (default {TIME_FACTOR:g})")
+    p.add_argument("--require-all", action="store_true",
+                   help="a row of BASE missing from NEW (a case or adapter dropped) is a regression too")
     p.add_argument("--time-min-ms", type=float, default=TIME_MIN_MS, metavar="MS",
                    help=f"ignore slowdowns smaller than this many ms (default {TIME_MIN_MS:g})")
 
@@ -46,10 +50,13 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--time-min-ms must be non-negative, got {args.time_min_ms:g}")
     try:
         diff, paths = write_comparison(args.base, args.new, args.out, error_factor=args.error_factor,
-                                       time_factor=args.time_factor, time_min_ms=args.time_min_ms)
+                                       time_factor=args.time_factor, time_min_ms=args.time_min_ms,
+                                       require_all=args.require_all)
     except OSError as exc:
         raise UsageError(f"cannot write the comparison: {exc.strerror or exc}: {exc.filename or ''}") from None
     print(verdict(diff))
+    for note in diff.notes:
+        print(f"note: {note}")
     for path in paths:
         print(f"wrote {path}")
     return 1 if diff.regressed else 0

@@ -40,10 +40,14 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cases", default=None, metavar="SEL", help="case selection, e.g. 'edge,random:200' (the default)")
+    p.add_argument("--cases", default=None, metavar="SEL",
+                   help="case selection, e.g. 'edge,random:50' (default: edge,cover,random:200,special:24)")
     p.add_argument("--seed", type=_non_negative_int, default=None, help="seed of the random sweep (default 0)")
     p.add_argument("--dtype", default=None, metavar="DTYPE",
                    help="run every selected case in this dtype (float16, bfloat16, float32, float64)")
+    p.add_argument("--ops", default=None, metavar="OPS",
+                   help="ops to check, e.g. conv2d,grad_input,grad_filter,transpose or all (default: every op the "
+                        "selected adapters offer; the random sweep stays conv2d unless its part says '@ops')")
     p.add_argument("--adapters", default=None, metavar="A,B",
                    help="adapter labels, e.g. numpy,tf,tf:onednn=off,torch (default: every available built-in)")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default reports/<run-id>)")
@@ -53,10 +57,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=_non_negative_int, default=None,
                    help="timed calls after one warm-up (default 3)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="finish an interrupted run")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even though adapter or refconv versions changed since the run began")
     p.add_argument("--case", default=None, metavar="CASE_ID", help="rerun one case and print the full comparison")
     p.add_argument("--no-isolation", action="store_true",
                    help="run adapters in this process (debugging, measuring isolation overhead)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the adapters' Python warnings as they first appear (always counted in warnings.json)")
+    p.add_argument("--relations", default=None, metavar="NAMES",
+                   help="metamorphic relations checked through each adapter after the cases: names "
+                        "(batch_split,layout,...), all or none (default: all without --cases, none with it); "
+                        "rows with outcome pass or broken")
+    p.add_argument("--relations-budget", type=_non_negative_int, default=None, metavar="N",
+                   help="cases the relations are checked on, drawn from the selected ones, cover cases first "
+                        "(default 6)")
+    p.add_argument("--allow-large", action="store_true",
+                   help="build pinned engine versions (torch@2.4.0) whose environment pulls several GB")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="run the cases on a Dask cluster, e.g. tcp://127.0.0.1:8786 (needs refconv[dask]; "
                         "the cluster's worker threads set the parallelism; name --adapters explicitly)")
@@ -64,13 +81,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from refconv import runner
-    from refconv.store import RunStore
+    from refconv.errors import UsageError
+    from refconv.store import RunStore, StoreWriteError
 
     _check_dask_arguments(args)
+    if args.force and not args.resume:
+        raise UsageError("--force applies to --resume only")
     if args.case:
         return _one_case(args)
-    if args.resume:
-        store = RunStore.open(args.resume)
+    from refconv.relations_run import parse_names
+
+    parse_names(args.relations)  # a bad name fails before anything is written
+    store = RunStore.open(args.resume, force=args.force) if args.resume else None  # locked: one writer at a time
+    if store is not None:
         config = runner.RunConfig.from_dict(store.read_json("run.json"))
         _override(config, args)
     else:
@@ -79,16 +102,35 @@ def main(args: argparse.Namespace) -> int:
     try:
         if cluster is not None:  # the workers check the adapters (unknown, missing framework) before it too
             cluster.start(tuple(config.adapters), config.isolation)
-        if not args.resume:
+        if store is None:
             out = Path(args.out) if args.out else Path("reports") / config.run_id
             store = RunStore.create(out)
-        for label, reason in config.unavailable.items():
-            print(f"refconv run: skipping adapter {label}: {reason}", file=sys.stderr)
-        summary = runner.Runner(store, config, progress=not args.no_progress, cluster=cluster).run()
+            _plan_relations(store, args)
+        summary = runner.Runner(store, config, progress=not args.no_progress, cluster=cluster,
+                                verbose=args.verbose).run()
+        if not summary.interrupted and cluster is None:
+            _relations_phase(store, config, summary, progress=not args.no_progress)
+    except OSError as exc:  # disk full writing a repro, a table...: the rows already stored are safe
+        runner.close_pools()
+        if store is not None:
+            store.unlock()
+        raise StoreWriteError(f"cannot write the run directory: {exc.strerror or exc}: {exc.filename or ''}; "
+                              f"every finished row is kept; once fixed, continue with: "
+                              f"{runner.resume_hint(store.dir) if store else 'refconv run --resume DIR'}") from None
+    except BaseException:
+        runner.close_pools()
+        if store is not None:
+            store.unlock()
+        raise
     finally:
         if cluster is not None:
             cluster.close()
-    _print_summary(summary)
+    try:
+        _print_summary(summary)  # writes the reports into the run directory: still ours
+    finally:
+        store.unlock()
+    for label, reason in config.unavailable.items():  # after the summary: the terminal shows the bar first
+        print(f"refconv run: skipped adapter {label}: {reason}", file=sys.stderr)
     if summary.interrupted:
         print(f"refconv run: interrupted; {summary.new_rows} new rows kept. Continue with:\n"
               f"  {runner.resume_hint(summary.run_dir)}", file=sys.stderr)
@@ -98,6 +140,36 @@ def main(args: argparse.Namespace) -> int:
               f"after a fix, {runner.resume_hint(summary.run_dir)} runs them", file=sys.stderr)
         return 1
     return 0
+
+
+def _plan_relations(store: Any, args: argparse.Namespace) -> None:
+    """relations.json for a new run: which relations, on how many cases (by default all, in the default run only)."""
+    from refconv import relations_run
+
+    if args.relations is None and args.cases is not None:
+        return  # an explicit case selection asks for those cases; --relations adds relations to it
+    names = relations_run.parse_names(args.relations)
+    budget = relations_run.DEFAULT_BUDGET if args.relations_budget is None else args.relations_budget
+    if names and budget and not args.dask:
+        relations_run.write_plan(store.dir, names, budget)
+
+
+def _relations_phase(store: Any, config: Any, summary: Any, progress: bool) -> None:
+    """The relation rows after the case rows; the tables and the summary then hold both."""
+    from refconv import relations_run
+
+    new_rows, interrupted = relations_run.run_phase(store, config, progress)
+    if not new_rows and not interrupted:
+        return
+    summary.rows = relations_run.ordered(store.rows(), config)
+    summary.paths[:2] = store.write_tables(summary.rows)
+    summary.new_rows += new_rows
+    summary.interrupted = interrupted
+    counts: dict[str, int] = {}
+    for row in summary.rows:
+        if row.get("relation"):
+            counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    print("refconv run: relation rows: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())), file=sys.stderr)
 
 
 def _check_dask_arguments(args: argparse.Namespace) -> None:
@@ -170,10 +242,15 @@ def _new_config(args: argparse.Namespace) -> Any:
 
     selection = args.cases or cases.DEFAULT_SELECTION
     seed = 0 if args.seed is None else args.seed
-    specs = cases.select(selection, seed=seed)
+    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None)
+    if args.dask is None:  # pinned versions (tf@2.19.1): build their environments now, a failure skips the adapter
+        from refconv import envs
+
+        failed = envs.prepare(labels, allow_large=args.allow_large, progress=not args.no_progress)
+        labels, skipped = [label for label in labels if label not in failed], {**skipped, **failed}
+    specs = cases.select(selection, seed=seed, ops=cases.parse_ops(args.ops) if args.ops else offered_ops(labels))
     if args.dtype is not None:
         specs = cases.with_dtype(specs, args.dtype)
-    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None)
     if not labels:
         raise UsageError("no adapter is available: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return runner.RunConfig(
@@ -185,11 +262,34 @@ def _new_config(args: argparse.Namespace) -> Any:
     )
 
 
+def offered_ops(labels: list[str]) -> tuple[str, ...]:
+    """Every op some adapter offers (its class has the op's method), judged without instantiating it."""
+    import importlib
+
+    import adapters
+    from refconv import ops
+    from refconv.spec import OPS
+
+    found = {"conv2d"}
+    for label in labels:
+        try:
+            module, _, name = adapters._target(adapters.parse(label).name).partition(":")
+            cls = getattr(importlib.import_module(module), name)
+        except Exception:  # unresolvable here (a --dask worker's adapter): conv2d only
+            continue
+        found.update(op for op in OPS if ops.offers(cls, op))
+    return tuple(op for op in OPS if op in found)
+
+
 def _print_summary(summary: Any) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(summary.rows)
     paths = list(summary.paths)
+    if frame.empty:  # every case failed inside refconv (or none ran): no adapter x outcome table to show
+        failed = len(getattr(summary, "errors", []) or [])
+        print(f"refconv run: no rows in {summary.run_dir}; {failed} case(s) failed inside refconv")
+        return
     try:
         from refconv.report import outcomes, write_reports
     except ImportError:  # refconv.report is being written in parallel; a plain crosstab meanwhile
@@ -229,7 +329,7 @@ def _one_case(args: argparse.Namespace) -> int:
     for answer in answers:
         print()
         print(answer.comparison.message(answer.label, spec))
-        known = _known_deviation(spec, answer.label, answer.comparison.outcome)
+        known = _known_deviation(spec, answer.label, answer.comparison.outcome, answer.actual)
         if known:
             print(f"  known deviation {known}")
         timing = runner.timing_columns(spec, answer.times_ms)
@@ -242,12 +342,13 @@ def _one_case(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _known_deviation(spec: Any, label: str, outcome: str) -> str:
-    """'id: reason (upstream)' of the reviewed deviation that explains this outcome, or ''."""
-    from refconv import deviations
+def _known_deviation(spec: Any, label: str, outcome: str, actual: Any = None) -> str:
+    """'id: reason (upstream)' of the reviewed deviation that explains this outcome (witness checked), or ''."""
+    from refconv import deviations, witness
     from refconv.rows import case_columns
 
-    found = deviations.find({**case_columns(spec), "adapter": label, "outcome": outcome})
+    row = {**case_columns(spec), "adapter": label, "outcome": outcome}
+    found = deviations.find(row, witness=witness.CaseWitness(witness.shared(), spec, label, actual=actual))
     return f"{found.id}: {found.reason} ({found.upstream})" if found else ""
 
 
@@ -262,7 +363,8 @@ def _case_text(spec: Any, expected: Any) -> str:
         f"  geometry: output {rows.out}x{cols.out}; pads top {rows.before}, bottom {rows.after}, "
         f"left {cols.before}, right {cols.after}; K = {spec.reduction_length}; {flops(spec)} FLOPs",
         f"  shapes: x {spec.input_shape} (NHWC), w {spec.kernel_shape} (HWIO), "
-        f"b {(spec.c_out,) if spec.bias else None}, expected {tuple(expected.shape)}",
+        f"b {(spec.c_out,) if spec.bias else None}, expected {tuple(expected.shape)}"
+        + ("" if spec.op == "conv2d" else f"; {spec.op} of it, dy/y {(spec.n, rows.out, cols.out, spec.c_out)}"),
     ])
 
 

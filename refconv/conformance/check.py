@@ -10,13 +10,10 @@ from functools import cache
 from typing import Any
 
 from adapters.base import Unsupported
-from refconv import deviations
+from refconv import deviations, ops, witness
 from refconv.compare import Comparison, compare
-from refconv.inputs import make_inputs
-from refconv.padding import output_shape
-from refconv.reference import for_spec
 from refconv.rows import case_columns
-from refconv.spec import LAYOUTS, ConvSpec
+from refconv.spec import ConvSpec
 
 
 @dataclass(frozen=True)
@@ -39,17 +36,18 @@ def load_adapter(label: str) -> tuple[Any, str]:
     return adapters.load(label), ""
 
 
-def run(adapter: Any, spec: ConvSpec, inputs: tuple[Any, Any, Any] | None = None) -> Comparison:
-    """Call the adapter on the case's inputs (seeded unless given) and compare with the reference."""
-    x, w, b = make_inputs(spec) if inputs is None else inputs
-    expected, bound = for_spec(spec, x, w, b)
+def run(adapter: Any, spec: ConvSpec, inputs: tuple[Any, ...] | None = None) -> Comparison:
+    """Call the adapter's method for the case's op on its inputs (seeded unless given); compare with the reference."""
+    values = ops.inputs(spec) if inputs is None else inputs
+    expected, bound = ops.reference(spec, values)
     try:
-        actual = adapter.conv2d(x, w, b, spec)
+        call, fetch = ops.bind(adapter, spec, values)
+        actual = fetch(call())
     except Unsupported as exc:
-        return Comparison("unsupported", output_shape(spec), None, error=str(exc))
+        return Comparison("unsupported", expected.shape, None, error=str(exc))
     except Exception as exc:  # the framework's own error is the finding; keep its first line
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        return Comparison("raised", output_shape(spec), None, error=f"{type(exc).__name__}: {first}")
+        return Comparison("raised", expected.shape, None, error=f"{type(exc).__name__}: {first}")
     return compare(spec, expected, bound, actual)
 
 
@@ -62,8 +60,11 @@ def _fail_text(label: str, spec: ConvSpec, comparison: Comparison) -> str:
     return (f"{comparison.message(label, spec)}\n  case: {spec.describe()}\n  reproduce: {repro(label, spec)}")
 
 
-def verdict(label: str, spec: ConvSpec, comparison: Comparison) -> Verdict:
-    """Pass, fail, or a known deviation (xfail); a known deviation that no longer shows is a failure."""
+def verdict(label: str, spec: ConvSpec, comparison: Comparison, witness: deviations.Witness | None = None) -> Verdict:
+    """Pass, fail, or a known deviation (xfail); a known deviation that no longer shows is a failure.
+
+    A witnessed entry (model or toggle) excuses a failure only where `witness` holds on this case.
+    """
     row = {**case_columns(spec), "adapter": label, "outcome": comparison.outcome}
     known = deviations.expected_for(label, row)
     if known is None:
@@ -72,8 +73,13 @@ def verdict(label: str, spec: ConvSpec, comparison: Comparison) -> Verdict:
         return Verdict("fail", _fail_text(label, spec, comparison), comparison)
     if comparison.outcome == "pass" and not known.exact:  # a data-dependent bug that spared this case
         return Verdict("pass", comparison.message(label, spec), comparison)
+    if not known.exact and (comparison.outcome not in known.outcomes or not known.witnessed(label, witness)):
+        return Verdict("fail", f"inside known deviation {known.id}'s region, but it does not explain this "
+                               f"{comparison.outcome!r} (witness: {known.describe_witness()})\n"
+                               f"{_fail_text(label, spec, comparison)}", comparison)
     if comparison.outcome in known.outcomes:
-        return Verdict("xfail", f"known deviation {known.id}: {known.reason} ({known.upstream}) "
+        return Verdict("xfail", f"known deviation {known.id} ({known.describe_witness()}): {known.reason} "
+                                f"({known.upstream}) "
                                 f"[{comparison.outcome}: {comparison.error or comparison.message(label, spec)}]",
                        comparison)
     return Verdict("fail", f"known deviation {known.id} predicted {list(known.outcomes)} but got "
@@ -83,25 +89,35 @@ def verdict(label: str, spec: ConvSpec, comparison: Comparison) -> Verdict:
 
 
 def check(label: str, adapter: Any, spec: ConvSpec, inputs: tuple[Any, Any, Any] | None = None) -> Verdict:
-    """supports() first (a reason means skip), then run and judge."""
-    reason = adapter.supports(spec)
+    """supports() first (a reason, or no method for the case's op, means skip), then run and judge."""
+    reason = ops.unsupported_reason(adapter, spec)
     if reason:
         return Verdict("skip", f"{label} does not support {spec.id}: {reason}")
     comparison = run(adapter, spec, inputs)
     if comparison.outcome == "unsupported":
         return Verdict("skip", f"{label} declined {spec.id} at call time: {comparison.error}", comparison)
-    return verdict(label, spec, comparison)
+    return verdict(label, spec, comparison, case_witness(label, adapter, spec, inputs))
 
 
-def known_wrong_values(label: str, spec: ConvSpec) -> deviations.Deviation | None:
-    """A reviewed wrong-values deviation of this adapter on the case in any layout, or None.
+def case_witness(label: str, adapter: Any, spec: ConvSpec, inputs: tuple[Any, ...] | None = None
+                 ) -> witness.CaseWitness:
+    """The witness of one case: the adapter's output here, toggle variants in their own worker processes."""
+    values = ops.inputs(spec) if inputs is None else inputs
 
-    Metamorphic relations run a case in other layouts and shapes too, so a relation that breaks on such a
-    case is the deviation showing through, reported as known rather than as a new failure.
+    def output() -> Any:
+        call, fetch = ops.bind(adapter, spec, values)
+        return fetch(call())
+
+    return witness.CaseWitness(witness.shared(), spec, label, values, compute=output)
+
+
+def known_wrong_values(label: str, calls: list[witness.Call]) -> list[str]:
+    """The ids of the reviewed deviations that explain a broken relation, or [] when they do not.
+
+    A relation runs the adapter on derived cases (other layouts, shapes, batches); record them with
+    `witness.Recorder`. The break is known only when some call disagreed with the reference and every call
+    that did is explained by a deviation whose witness holds on that call (its model, or its toggle variant
+    on the same inputs); otherwise it is a finding.
     """
-    for layout in LAYOUTS:
-        twin = spec.replace(layout=layout)
-        found = deviations.find({**case_columns(twin), "adapter": label, "outcome": "mismatch"})
-        if found is not None:
-            return found
-    return None
+    found = witness.explain_calls(label, calls)
+    return sorted(set(found.explained.values())) if found.known else []

@@ -50,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"case selection, e.g. edge,grid,random:500 or case ids (default: {DEFAULT_CASES})")
     group.addoption("--refconv-dtype", default=None, metavar="DTYPES",
                     help=f"run every case in these dtypes, comma-separated ({', '.join(DTYPES)})")
+    group.addoption("--refconv-ops", default=None, metavar="OPS",
+                    help="ops to check, e.g. conv2d,grad_input or all (the default: every op; an adapter without an "
+                         "op's method skips it; grid and random cases stay conv2d unless the part says '@ops')")
     group.addoption("--refconv-seed", type=int, default=0, help="seed of the random case source (default 0)")
     group.addoption("--refconv-profile", choices=PROFILES, default=None,
                     help="hypothesis profile (default: $HYPOTHESIS_PROFILE, else dev)")
@@ -60,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Bad options stop the run up front with one line (exit 4), not a collection error per module.
     if config.getoption("--refconv-adapter"):
         adapter_labels(config)
-    if config.getoption("--refconv-cases") or config.getoption("--refconv-dtype"):
+    if config.getoption("--refconv-cases") or config.getoption("--refconv-dtype") or config.getoption("--refconv-ops"):
         selected_cases(config)
     profile = config.getoption("--refconv-profile") or os.environ.get("HYPOTHESIS_PROFILE") or "dev"
     if profile:
@@ -88,14 +91,15 @@ def adapter_labels(config: pytest.Config) -> list[str]:
 
 
 def selected_cases(config: pytest.Config) -> list[ConvSpec]:
-    """The cases named by --refconv-cases, cast to --refconv-dtype if given; duplicates dropped."""
-    from refconv.cases import select
+    """The cases named by --refconv-cases in the --refconv-ops, cast to --refconv-dtype if given; duplicates dropped."""
+    from refconv.cases import parse_ops, select
     from refconv.errors import RefconvError
 
     selection = config.getoption("--refconv-cases") or DEFAULT_CASES
     dtype_text = config.getoption("--refconv-dtype")
     try:
-        cases = select(selection, config.getoption("--refconv-seed"))
+        ops = parse_ops(config.getoption("--refconv-ops") or "all")
+        cases = select(selection, config.getoption("--refconv-seed"), ops)
         if dtype_text:
             dtypes = [d.strip() for d in dtype_text.split(",") if d.strip()]
             cases = [c.replace(dtype=d) for d in dtypes for c in cases]

@@ -36,6 +36,8 @@ nav ul{columns:2;padding-left:1.2em}
 tr.dev td{background:#fff5d6}
 .devnote{background:#fff5d6;padding:4px 8px;border-left:4px solid #e0b400;max-width:none}
 details{margin:.4em 0}summary{cursor:pointer}
+.problem{border-left:4px solid #d8dee8;padding:2px 12px;margin:1em 0;background:#fff}
+.problem h3{margin-top:.6em}.pill.bad{background:#fde7e5}
 .scroll{overflow-x:auto}
 """
 
@@ -164,5 +166,11 @@ def md_table(df: pd.DataFrame, cap: int | None = 50, index: bool = True) -> str:
     return "\n".join(lines) + "\n" + more
 
 
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def md_inline(text: Any) -> str:
+    """Text inside a Markdown line or table cell: one line, pipes escaped, HTML specials as entities (Markdown
+    renders raw HTML), control characters (\\r, terminal escapes) as visible escapes."""
+    text = html.escape(" ".join(str(text).split("\n")), quote=False).replace("|", "\\|")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+_md = md_inline

@@ -13,8 +13,9 @@ from refconv.rows import COLUMNS
 
 # Columns that hold text; missing values are read back as '' so filters like df.error != '' behave.
 TEXT_COLUMNS = (
-    "run_id", "case_id", "case_name", "dtype", "padding", "layout", "activation", "adapter", "adapter_version",
-    "outcome", "known_deviation", "expected_shape", "actual_shape", "error", "settings", "repro",
+    "run_id", "case_id", "case_name", "values", "layer", "model",
+    "dtype", "padding", "layout", "activation", "adapter", "relation", "adapter_version",
+    "outcome", "known_deviation", "expected_shape", "actual_shape", "actual_dtype", "error", "settings", "repro",
     "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit", "worker",
 )
 NUMERIC_COLUMNS = (

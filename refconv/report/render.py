@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from refconv.report import html as H
-from refconv.report import plots, summary
+from refconv.report import layers, plots, summary, versions
+from refconv.report import problems as P
 from refconv.report.load import load_run, read_json
 from refconv.report.words import case_words, framework_arguments, numbers_words, spec_of
 
@@ -31,23 +32,26 @@ READ_ME = (
 
 
 def write_reports(run_dir: str | Path) -> list[Path]:
-    """Write summary.md and report.html into a run directory from its stored rows; returns their paths."""
+    """Write summary.md and report.html (and upstream/<problem>.md) into a run directory; returns the two paths."""
     path = Path(run_dir)
     df = load_run(path)
     provenance = read_json(path, "provenance.json")
     arguments = read_json(path, "run.json")
     title = f"refconv run {run_id(df, path)}"
+    problems, note = P.load(path, df)
+    P.prepare(path, problems, df, provenance)  # writes upstream/<id>.md and fills each problem's links
     written = []
-    for name, text in (("summary.md", markdown(df, provenance, arguments, title)),
-                       ("report.html", html_report(df, provenance, arguments, title))):
+    warned = warnings_frame(path)
+    for name, text in (("summary.md", markdown(df, provenance, arguments, title, problems, note) + md_warnings(warned)),
+                       ("report.html", html_report(df, provenance, arguments, title, problems, note, warned))):
         written.append(write_text(path / name, text))
-    return written
+    return written  # the upstream reports sit in upstream/, linked from both
 
 
 def write_text(path: Path, text: str) -> Path:
     """Write atomically: a reader never sees half a report."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8", errors="backslashreplace")  # undecodable bytes an engine reported
     os.replace(tmp, path)
     return path
 
@@ -89,24 +93,35 @@ def _verdict(df: pd.DataFrame) -> tuple[int, int, int]:
 # --- HTML ----------------------------------------------------------------------------------------
 
 
-def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, Any], title: str) -> str:
-    """The whole report.html as a string."""
+def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, Any], title: str,
+                problems: list[dict[str, Any]] | None = None, note: str = "",
+                warned: pd.DataFrame | None = None) -> str:
+    """The whole report.html as a string; `problems` default to the rows grouped (no upstream links)."""
+    problems = P.load_rows(df) if problems is None else problems
     n_find, n_known, n_adapters = _verdict(df)
+    n_problems, _, n_new = P.headline(problems, df)
     verdict = (
         f'<p><span class="{"bad" if n_find > n_known else "good"}">{n_find} finding(s)</span> '
         f"({n_known} explained by known deviations) over {len(df)} rows, {df['case_id'].nunique()} cases, "
-        f"{n_adapters} adapter(s).</p>{READ_ME}"
+        f"{n_adapters} adapter(s): {n_problems} distinct problem(s), {n_new} new.</p>{READ_ME}"
     )
     sections = [
         ("overview", "Overview", _html_overview(df, provenance, arguments)),
         *([("hosts", "Hosts", _html_hosts(df))] if summary.multi_host(df) else []),
-        ("findings", "Findings", _html_findings(df)),
+        *([("ops", "Outcomes per op", H.table(summary.outcomes_by_op(df), cap=None))] if summary.multi_op(df) else []),
+        ("findings", "Findings", P.html_section(problems, df, note)
+         + (_folded(_html_findings(df), df) if problems else _html_findings(df))),
+        *([("versions", "Versions side by side", side)] if (side := versions.html_section(df, problems)) else []),
         ("errors", "Where the errors sit", _html_errors(df)),
         ("geometry", "Padding geometry (SAME cases)", _html_geometry(df)),
         ("timings", "Timings", _html_timings(df)),
         ("capability", "Capability matrix", _html_capability(df)),
         ("deviations", "Known deviations that applied", _html_deviations(df)),
+        *([("warnings", "Warnings", WARNINGS_NOTE + H.table(warned, cap=None, index=False))]
+          if warned is not None and len(warned) else []),
     ]
+    if layers.has_layers(df):  # an audit (refconv audit): the model's layers come first
+        sections.insert(0, ("layers", "Layers", layers.html(df, arguments)))
     return H.page(title, sections, verdict)
 
 
@@ -181,6 +196,15 @@ def _html_findings(df: pd.DataFrame) -> str:
             parts.append(f'<p class="small">… and {len(group) - FINDINGS_CAP} more in this group '
                          "(all rows are in results.parquet).</p>")
     return "".join(parts)
+
+
+def _folded(detail: str, df: pd.DataFrame) -> str:
+    """The per-row findings under a <details>, folded: the problems above are the lead."""
+    n = len(summary.findings(df))
+    if not n:
+        return detail
+    return (f'<details id="rows-detail"><summary>Per-row detail: {n} failing row(s) by adapter and outcome</summary>'
+            f"{detail}</details>")
 
 
 def _deviation_notes(group: pd.DataFrame, dev: dict[str, Any]) -> str:
@@ -316,12 +340,22 @@ def _html_deviations(df: pd.DataFrame) -> str:
 # --- Markdown ------------------------------------------------------------------------------------
 
 
-def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, Any], title: str) -> str:
+def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, Any], title: str,
+             problems: list[dict[str, Any]] | None = None, note: str = "") -> str:
     """The whole summary.md as a string (the short form of report.html)."""
+    problems = P.load_rows(df) if problems is None else problems
     n_find, n_known, n_adapters = _verdict(df)
     parts = [f"# {title}\n", f"**{n_find} finding(s)** ({n_known} explained by known deviations) over {len(df)} "
              f"rows, {df['case_id'].nunique()} cases, {n_adapters} adapter(s). Details, plots: report.html.\n",
              "## Outcomes per adapter\n", H.md_table(overview(df), cap=None)]
+    if layers.has_layers(df):  # an audit (refconv audit): the model's layers come first
+        parts[2:2] = ["## Layers\n", layers.markdown(df, arguments), "\n"]
+    if summary.multi_op(df):  # the training ops (docs/training.md): each op's outcomes per engine
+        parts += ["\n## Outcomes per op and adapter\n", H.md_table(summary.outcomes_by_op(df), cap=None)]
+    # Problems lead, right after the outcomes; the rows they group come last, under Per-row detail.
+    lead = P.md_section(problems, df, note)
+    parts += ["\n## Findings\n", lead if problems else lead + _md_findings(df)]
+    parts += [versions.md_section(df, problems)]  # '' unless one engine runs at several versions (tf@2.19.1, tf)
     if summary.multi_host(df):
         parts += ["\n## Hosts\n", H.md_table(summary.hosts(df), cap=None),
                   "\n### Outcomes per host and adapter\n", H.md_table(overview_by_host(df), cap=None)]
@@ -330,7 +364,6 @@ def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, 
     if keys:
         parts += ["\n## Provenance\n", H.md_table(pd.DataFrame({"value": [flat[k][:200] for k in keys]},
                                                                index=pd.Index(keys, name="key")), cap=None)]
-    parts += ["\n## Findings\n", _md_findings(df)]
     parts += ["\n## Worst rows by bound_ratio\n", H.md_table(summary.worst(df, 10), index=False)]
     for column in ("padding", "dtype"):
         parts += [f"\n### by {column} (findings/rows · max ratio)\n", H.md_table(compact_pivot(df, column))]
@@ -338,6 +371,9 @@ def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, 
     parts += ["\n## Capability\n", H.md_table(summary.capability(df), cap=None)]
     deviations = summary.deviations(df)
     parts += ["\n## Known deviations that applied\n", H.md_table(deviations, index=False, cap=None)]
+    if problems:
+        parts += ["\n## Per-row detail\n", "Every failing row, by adapter and outcome (the problems above group "
+                  "them).\n", _md_findings(df)]
     return "\n".join(parts)
 
 
@@ -347,14 +383,41 @@ def _md_findings(df: pd.DataFrame) -> str:
         return "No findings: every case an adapter accepted matched the reference.\n"
     lines = []
     for (adapter, outcome), group in found.groupby(["adapter", "outcome"], sort=False):
-        lines.append(f"\n### {adapter}: {outcome} ({len(group)})\n")
+        lines.append(f"\n### {H.md_inline(adapter)}: {outcome} ({len(group)})\n")
         for row in group.head(MD_FINDINGS_CAP).to_dict("records"):
             extra = f" — known deviation `{row['known_deviation']}`" if row["known_deviation"] else ""
             repro = f" — repro: [{row['repro']}]({row['repro']})" if row["repro"] else ""
             numbers = numbers_words(row)
-            error = _clip(str(row["error"]).replace("\n", " "), 200)
+            error = _clip(H.md_inline(row["error"]), 200)  # an engine's text: no raw HTML, one line
             lines.append(f"- `{row['case_id']}`: {case_words(row)}. {numbers}"
                          f"{'. ' + error if error else ''}{extra}{repro}")
         if len(group) > MD_FINDINGS_CAP:
             lines.append(f"- … and {len(group) - MD_FINDINGS_CAP} more (report.html, results.parquet)")
     return "\n".join(lines) + "\n"
+
+
+# --- framework warnings (warnings.json, written by the runner) ---------------------------------------
+
+WARNINGS_NOTE = ("<p>Python warnings the frameworks raised in the adapters' workers, each listed once: how often, "
+                 "and the first case that raised it. The workers' full output is in logs/&lt;adapter&gt;.log.</p>")
+
+
+def warnings_frame(run_dir: str | Path) -> pd.DataFrame:
+    """warnings.json as a table (adapter, category, count, first_case, message); empty when there is none."""
+    path = Path(run_dir) / "warnings.json"
+    columns = ["adapter", "category", "count", "first_case", "message"]
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else []
+    except (OSError, ValueError):
+        entries = []
+    frame = pd.DataFrame([e for e in entries if isinstance(e, dict)], columns=columns)
+    return frame.sort_values(["count", "adapter"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def md_warnings(warned: pd.DataFrame) -> str:
+    """The '## Warnings' section of summary.md, or '' without warnings."""
+    if warned.empty:
+        return ""
+    short = warned.assign(message=[str(m).splitlines()[0][:160] for m in warned["message"]])
+    return ("\n\n## Warnings\n\nPython warnings raised in the adapters' workers, each once (count, first case); "
+            "the workers' output is in logs/.\n\n" + H.md_table(short, cap=30, index=False) + "\n")

@@ -35,6 +35,21 @@ def outcomes(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def multi_op(df: pd.DataFrame) -> bool:
+    """Do the rows check more than one op (conv2d and the training ops, docs/training.md)?"""
+    return "op" in df.columns and df["op"].nunique() > 1
+
+
+def outcomes_by_op(df: pd.DataFrame) -> pd.DataFrame:
+    """outcomes() per op: index (op, adapter), ops in refconv.spec.OPS order."""
+    from refconv.spec import OPS
+
+    column = df["op"] if "op" in df.columns else pd.Series("conv2d", index=df.index)
+    parts = {op: outcomes(df[column == op]) for op in OPS if (column == op).any()}
+    table = pd.concat(parts, names=["op", "adapter"]).fillna(0)
+    return table.astype({c: int for c in table.columns if c != "pass_rate"})
+
+
 def findings(df: pd.DataFrame) -> pd.DataFrame:
     """Every row whose outcome is a finding (not pass, not unsupported), worst first within adapter and outcome.
 
