@@ -72,3 +72,19 @@ def nchw_to_nhwc(a: np.ndarray) -> np.ndarray:
 def hwio_to_oihw(w: np.ndarray) -> np.ndarray:
     """TF's grouped HWIO (kh, kw, c_in/g, c_out) to PyTorch/ONNX OIHW (c_out, c_in/g, kh, kw)."""
     return np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+
+
+class OpsFromPrepared:
+    """grad_input / grad_filter / transpose as one untimed call of the adapter's prepare_<op> methods."""
+
+    def grad_input(self, dy: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+        p = self.prepare_grad_input(dy, w, spec)  # type: ignore[attr-defined]
+        return p.fetch(p.call())  # type: ignore[no-any-return]
+
+    def grad_filter(self, x: np.ndarray, dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
+        p = self.prepare_grad_filter(x, dy, spec)  # type: ignore[attr-defined]
+        return p.fetch(p.call())  # type: ignore[no-any-return]
+
+    def transpose(self, y: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+        p = self.prepare_transpose(y, w, spec)  # type: ignore[attr-defined]
+        return p.fetch(p.call())  # type: ignore[no-any-return]

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Prepared, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from adapters.base import OpsFromPrepared, Prepared, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from refconv import padding
 from refconv.grad_padding import jax_transpose
 from refconv.spec import ConvSpec
 
 
-class JaxGradMixin:
+class JaxGradMixin(OpsFromPrepared):
     """grad_input, grad_filter and transpose for JaxAdapter (needs jax, device, precision)."""
 
     jax: Any
@@ -97,14 +97,3 @@ class JaxGradMixin:
         p = self._compiled(transpose, self._put(y, spec), self._put(w, spec, kernel=True))
         return Prepared(p.call, self._fetch(spec))
 
-    def grad_input(self, dy: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_input(dy, w, spec)
-        return p.fetch(p.call())
-
-    def grad_filter(self, x: np.ndarray, dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_filter(x, dy, spec)
-        return p.fetch(p.call())
-
-    def transpose(self, y: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_transpose(y, w, spec)
-        return p.fetch(p.call())

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Prepared, nchw_to_nhwc, nhwc_to_nchw
+from adapters.base import OpsFromPrepared, Prepared, nchw_to_nhwc, nhwc_to_nchw
 from refconv.grad_padding import keras_transpose
 from refconv.padding import output_hw
 from refconv.spec import ConvSpec
 
 
-class KerasGradMixin:
+class KerasGradMixin(OpsFromPrepared):
     """grad_input, grad_filter and transpose for KerasAdapter (TensorFlow backend)."""
 
     keras: Any
@@ -88,14 +88,3 @@ class KerasGradMixin:
 
         return Prepared(lambda: model(ty, training=False), fetch)
 
-    def grad_input(self, dy: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_input(dy, w, spec)
-        return p.fetch(p.call())
-
-    def grad_filter(self, x: np.ndarray, dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_filter(x, dy, spec)
-        return p.fetch(p.call())
-
-    def transpose(self, y: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_transpose(y, w, spec)
-        return p.fetch(p.call())

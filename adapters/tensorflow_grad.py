@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Prepared, nchw_to_nhwc, nhwc_to_nchw
+from adapters.base import OpsFromPrepared, Prepared, nchw_to_nhwc, nhwc_to_nchw
 from refconv import padding
 from refconv.spec import ConvSpec
 
 
-class TFGradMixin:
+class TFGradMixin(OpsFromPrepared):
     """grad_input, grad_filter and transpose for TFAdapter."""
 
     tf: Any
@@ -71,14 +71,3 @@ class TFGradMixin:
         return Prepared(lambda: tf.nn.conv2d_transpose(ty, tw, output_shape=shape, **args),
                         lambda t: self._out(t, spec))
 
-    def grad_input(self, dy: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_input(dy, w, spec)
-        return p.fetch(p.call())
-
-    def grad_filter(self, x: np.ndarray, dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_filter(x, dy, spec)
-        return p.fetch(p.call())
-
-    def transpose(self, y: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_transpose(y, w, spec)
-        return p.fetch(p.call())

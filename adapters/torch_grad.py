@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Prepared, hwio_to_oihw
+from adapters.base import OpsFromPrepared, Prepared, hwio_to_oihw
 from refconv import padding
 from refconv.grad_padding import torch_transpose
 from refconv.spec import ConvSpec
 
 
-class TorchGradMixin:
+class TorchGradMixin(OpsFromPrepared):
     """grad_input, grad_filter and transpose for TorchAdapter (needs to_tensor, to_numpy, memory_format...)."""
 
     torch: Any
@@ -97,17 +97,6 @@ class TorchGradMixin:
 
         return Prepared(call, lambda out: self.to_numpy(out.permute(0, 2, 3, 1)))  # type: ignore[attr-defined]
 
-    def grad_input(self, dy: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_input(dy, w, spec)
-        return p.fetch(p.call())
-
-    def grad_filter(self, x: np.ndarray, dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_grad_filter(x, dy, spec)
-        return p.fetch(p.call())
-
-    def transpose(self, y: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-        p = self.prepare_transpose(y, w, spec)
-        return p.fetch(p.call())
 
 
 class TorchNNGradMixin(TorchGradMixin):
