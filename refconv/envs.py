@@ -229,7 +229,9 @@ def _complete(name: str, version: str, path: Path, progress: bool) -> None:
 
 def _check_call(cmd: list[str], what: str, status: _Status) -> None:
     """Run a build step, its output feeding the status line; EnvError with the tool's reason in one line."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A project's own pin file (tox sets PIP_CONSTRAINT to constraints.txt) would forbid the very version asked for.
+    env = {k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:

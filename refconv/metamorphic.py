@@ -273,7 +273,8 @@ def check(name: str, conv: Conv, spec: ConvSpec) -> RelationResult:
         # (a zero weight that a linear combination makes non-zero, Inf - Inf), so special-value cases skip them
         return _skip(name, spec, f"special values ({spec.values}) are judged against the reference only")
     try:
-        return RELATIONS[name](_checked(conv), spec)
+        with np.errstate(all="ignore"):  # non-finite values are judged by the verdict, not printed as warnings
+            return RELATIONS[name](_checked(conv), spec)
     except Declined as exc:
         return _skip(name, spec, f"declined: {exc}")
     except _BadOutput as exc:

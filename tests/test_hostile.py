@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hostile_adapters import HOSTILE, PWNED, WrongDtype, WrongShape
 
 from refconv import metamorphic, repro
 from refconv.cli import main as cli
 from refconv.spec import ConvSpec
-from tests.hostile_adapters import HOSTILE, PWNED, WrongDtype, WrongShape
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = "n1-4x4x1-k2x2x1-s2x2-same-f32"
 # an option value from the command line lands in the adapter label (anything but ':' goes)
 LABEL_TAG = '</script>{}"\'"""x'
-ADAPTERS = [f"tests.hostile_adapters:Hostile:tag={LABEL_TAG}", "tests.hostile_adapters:HostileWrong"]
+ADAPTERS = [f"hostile_adapters:Hostile:tag={LABEL_TAG}", "hostile_adapters:HostileWrong"]
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_relation_on_an_adapter_returning_nonsense_is_broken() -> None:
 
 def test_an_adapter_returning_float64_for_float32_is_a_wrong_dtype_finding(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert cli(["run", "--cases", CASE, "--adapters", "tests.hostile_adapters:WrongDtype", "--no-isolation",
+    assert cli(["run", "--cases", CASE, "--adapters", "hostile_adapters:WrongDtype", "--no-isolation",
                 "--no-progress", "--repeats", "0", "--out", str(out)]) == 0
     row = pd.read_csv(out / "results.csv", keep_default_na=False).iloc[0]
     assert row["outcome"] == "wrong_dtype" and row["actual_dtype"] == "float64"
@@ -130,7 +130,7 @@ def test_an_adapter_returning_float64_for_float32_is_a_wrong_dtype_finding(tmp_p
     proc = subprocess.run([sys.executable, str(out / row["repro"])], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "REPRODUCED: tests.hostile_adapters:WrongDtype returned float64, expected float32" in proc.stdout
+    assert "REPRODUCED: hostile_adapters:WrongDtype returned float64, expected float32" in proc.stdout
 
 
 def test_upstream_reports_escape_everything(hostile_run: Path) -> None:

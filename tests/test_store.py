@@ -133,7 +133,7 @@ def test_a_failing_repro_write_is_one_line_with_the_resume_hint(tmp_path, monkey
 
     monkeypatch.setattr(repro, "write", full)
     out = tmp_path / "run"
-    code = cli(["run", "--cases", "n1-4x4x1-k2x2x1-s2x2-same-f32", "--adapters", "tests.hostile_adapters:HostileWrong",
+    code = cli(["run", "--cases", "n1-4x4x1-k2x2x1-s2x2-same-f32", "--adapters", "hostile_adapters:HostileWrong",
                 "--no-isolation", "--no-progress", "--repeats", "0", "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and f"refconv run --resume {out}" in err, err
