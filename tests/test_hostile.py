@@ -75,7 +75,7 @@ def test_generated_repro_runs_and_embeds_strings_only_as_literals(hostile_run: P
         tree = ast.parse(source)  # compiles: nothing broke out of a string
         label = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "LABEL")
         assert ast.literal_eval(label) in ADAPTERS
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}  # the adapter: tests/
         done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
         # the engine's own message, printed by the script as the engine raised it, may hold any bytes
         stdout = done.stdout.decode("utf-8", "backslashreplace")
