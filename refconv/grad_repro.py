@@ -32,6 +32,7 @@ CASE = {case_id!r}
 
 
 def main():
+    sys.stdout.reconfigure(errors="backslashreplace")  # an engine's message may hold bytes the terminal cannot show
     import adapters
     from refconv import ops
     from refconv.compare import compare

@@ -251,6 +251,7 @@ def framework_conv2d(x, w, b, bf16):
 _MAIN = '''
 
 def main():
+    sys.stdout.reconfigure(errors="backslashreplace")  # an engine's message may hold bytes the terminal cannot show
     x, w, b, bf16 = load_inputs()
     expected = reference(x, w, b)
     if ACTIVATION == "relu":
