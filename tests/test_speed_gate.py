@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +24,28 @@ from refconv.store import RunStore
 CASES = [f"n1-{h}x{h}x2-k3x3x2-s1x1-same-f32" for h in range(4, 16)]
 STEADY = "test_speed_gate:Steady"
 WORK_ENV = "REFCONV_TEST_WORK_FILE"
+WORK_UNIT_S = 0.002  # one unit of the steady adapter's busy wait: ten times a small numpy conv
 
 
 class Steady(NumpyAdapter):
-    """The numpy adapter plus a fixed single-threaded workload (a sort) done N times per call.
+    """The numpy adapter plus N milliseconds of busy waiting per call, timed on the wall clock.
 
     N is read from the file $REFCONV_TEST_WORK_FILE when a case is prepared, so one process can be made
-    exactly twice as slow between two runs. A sort is single-threaded and costs the same every time, unlike
-    a BLAS call whose threads stall whenever one of them is preempted on a busy machine.
+    exactly twice as slow between two runs. The wait spins on `time.perf_counter` until N ms have passed,
+    so twice N costs twice the time whatever the load, cache or allocator do: a repeated sort, used before,
+    gained speed on its second pass (warm cache, reused pages) and made "twice the work" only 1.4-1.9x the time.
     """
 
     name = "steady"
-    data = np.random.default_rng(0).random(400_000).astype(np.float32)
 
     def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
         prepared = super().prepare(x, w, b, spec)
-        times = int(Path(os.environ[WORK_ENV]).read_text())
+        seconds = int(Path(os.environ[WORK_ENV]).read_text()) * WORK_UNIT_S
 
         def call() -> Any:
-            for _ in range(times):
-                np.sort(self.data)
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
             return prepared.call()
 
         return Prepared(call, prepared.fetch)
