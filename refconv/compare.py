@@ -16,7 +16,7 @@ subnormal range, so exact zeros never divide.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,7 @@ class Comparison:
     actual_dtype: str = ""  # the dtype the adapter returned ('' when it returned nothing)
 
     def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
+        row = {f.name: getattr(self, f.name) for f in _FIELDS}  # asdict deep-copies: 0.2 ms a row
         row["expected_shape"] = "x".join(map(str, self.expected_shape))
         row["actual_shape"] = "" if self.actual_shape is None else "x".join(map(str, self.actual_shape))
         return row
@@ -74,6 +74,9 @@ class Comparison:
             return (f"{adapter}: values within tolerance (bound ratio {self.bound_ratio:.2g}) but {self.error} "
                     f"[{spec.id}]")
         return f"{adapter}: {self.outcome}: {self.error} [{spec.id}]"
+
+
+_FIELDS = fields(Comparison)
 
 
 def tiny(dtype: str) -> float:

@@ -137,7 +137,8 @@ class Deviation:
 
     def matches(self, row: dict[str, Any]) -> bool:
         """Do the row's adapter, outcome and every condition fall inside this entry (witness not checked)?"""
-        return self.covers(str(row.get("adapter", ""))) and row.get("outcome") in self.outcomes and self.applies(row)
+        # the outcome first: a set lookup that rejects most rows before the label patterns and conditions
+        return row.get("outcome") in self.outcomes and self.covers(str(row.get("adapter", ""))) and self.applies(row)
 
     def applies(self, row: dict[str, Any]) -> bool:
         """Do the case conditions hold, whatever the adapter and outcome?"""

@@ -115,7 +115,9 @@ def _json_default(value: Any) -> Any:
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     """The row with every string encodable (an adapter's text may hold undecodable bytes)."""
-    return {clean_text(k): clean_text(v) if isinstance(v, str) else v for k, v in row.items()}
+    # ASCII text (nearly every key and value) cannot hold a surrogate: checked in C, not re-encoded
+    return {k if k.isascii() else clean_text(k): clean_text(v) if isinstance(v, str) and not v.isascii() else v
+            for k, v in row.items()}
 
 
 def _umask() -> int:

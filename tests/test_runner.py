@@ -245,6 +245,22 @@ def test_a_fault_in_the_middle_of_a_batch_ends_that_case_and_the_rest_runs_in_a_
         runner.close_pools()
 
 
+def test_a_wrong_output_travels_back_for_its_witness_and_a_right_one_does_not():
+    wrong = f"{FAKE}:mode=wrong:on=odd"
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS[:2]]
+    pool = runner.pool_for(["numpy", wrong])
+    try:
+        results = runner.evaluate_batch([(s, ("numpy", wrong)) for s in specs], pool, repeats=1)
+        answers = {(r.spec.id, a.label): a for r in results for a in r.answers}
+        assert answers[(CASE_IDS[0], wrong)].comparison.outcome == "mismatch"  # the first case is "odd"
+        kept = answers[(CASE_IDS[0], wrong)].actual
+        expected = runner.ops.reference(specs[0], runner.ops.inputs(specs[0]))[0]
+        assert kept is not None and kept.shape == expected.shape and not np.allclose(kept, expected)
+        assert all(answers[key].actual is None for key in answers if answers[key].comparison.outcome == "pass")
+    finally:
+        runner.close_pools()
+
+
 def test_a_batch_computes_each_reference_once_and_keeps_arrays_only_on_request(monkeypatch):
     calls: list[str] = []
     real = runner.ops.reference
