@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,14 @@ def test_not_applicable_relations_give_no_row():
     assert not relations_run.applicable("groups_split", one_image)
     assert not relations_run.applicable("pad_then_valid", one_image)
     assert relations_run.applicable("layout", one_image)
+
+
+def test_special_value_cases_are_not_planned_and_planning_prints_no_float_warning():
+    special = ConvSpec.from_id("n1-5x5x2-k3x3x2-s1x1-same-f16").replace(values="infmix_mid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # Inf - 3 Inf in linearity_x's derived input printed one
+        assert not any(relations_run.applicable(name, special) for name in metamorphic.RELATIONS)
+        assert relations_run.applicable("linearity_x", special.replace(values="normal"))
 
 
 def test_resume_does_not_recompute_stored_relation_rows(tmp_path, monkeypatch):
