@@ -241,6 +241,11 @@ def bench_dask(rounds: int, tmp: Path) -> None:
     print(f"case rows: local {len(cases_local)}, dask {sum(1 for k in remote if not k[2])}; identical apart from "
           f"timing and host columns: {not differing and len(cases_local) == len(remote)} ({len(differing)} differ); "
           f"relation rows: local {len(local) - len(cases_local)}, dask {sum(1 for k in remote if k[2])}")
+    for key in differing[:10]:  # which rows, and in what: an engine's nondeterminism shows here, not refconv's
+        mine, other = cases_local[key], remote.get(key, {})
+        columns = {c: (mine[c], other.get(c)) for c in mine if mine[c] != other.get(c)}
+        print(f"  differs: {key[0]} {key[1]}: " + "; ".join(f"{c} local {a!s:.40} dask {b!s:.40}"
+                                                            for c, (a, b) in columns.items()))
 
 
 def main() -> None:

@@ -150,8 +150,12 @@ def relation_rows(spec: ConvSpec, label: str, verdicts: Iterable[Verdict], info:
     return rows
 
 
-def run_phase(store: Any, config: Any, progress: bool = False) -> tuple[int, bool]:
-    """Check the planned relations not yet stored; (new rows, interrupted). Rows are appended as they come."""
+def run_phase(store: Any, config: Any, progress: bool = False, executor: Any = None) -> tuple[int, bool]:
+    """Check the planned relations not yet stored; (new rows, interrupted). Rows are appended as they come.
+
+    With `executor` (a Dask cluster's, `refconv run --dask`) each (case, adapter) check runs on the cluster, in
+    the adapter workers that the cluster's batches used, and its rows carry that worker's host columns.
+    """
     plan = read_plan(store.dir)
     if not plan or not plan.get("relations"):
         return 0, False
@@ -166,6 +170,8 @@ def run_phase(store: Any, config: Any, progress: bool = False) -> tuple[int, boo
             for s in specs for label in config.adapters]
     todo = [t for t in todo if t[2]]
     base = {"run_id": config.run_id, **_provenance_columns(store)}
+    if executor is not None:
+        return _run_on_cluster(store, config, todo, base, executor, progress)
     new_rows, interrupted = 0, False
     from refconv import runner
 
@@ -185,6 +191,49 @@ def run_phase(store: Any, config: Any, progress: bool = False) -> tuple[int, boo
         store.close()
         runner.close_pools()
     return new_rows, interrupted
+
+
+def _run_on_cluster(store: Any, config: Any, todo: list[tuple[ConvSpec, str, list[str]]], base: dict[str, Any],
+                    executor: Any, progress: bool) -> tuple[int, bool]:
+    """The phase's checks as cluster tasks; a task the cluster loses is reported and left for --resume."""
+    from concurrent.futures import as_completed
+
+    labels = tuple(config.adapters)
+    futures = {executor.submit(check_remote, label, spec.id, missing, config.case_timeout, labels, config.isolation):
+               (spec, label) for spec, label, missing in todo}
+    new_rows, interrupted = 0, False
+    bar = _bar(len(todo), progress)
+    try:
+        for future in as_completed(futures):
+            spec, label = futures[future]
+            try:
+                verdicts, info, where = future.result()
+            except Exception as exc:  # the cluster gave the task up (a worker died twice, a lost scheduler)
+                print(f"refconv run: relations of {spec.id} on {label} not checked: {type(exc).__name__}: {exc}; "
+                      "refconv run --resume checks them", file=sys.stderr)
+                continue
+            rows = relation_rows(spec, label, verdicts, info, {**base, **where})
+            store.append(rows)
+            new_rows += len(rows)
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+        for future in futures:
+            future.cancel()
+    finally:
+        bar.close()
+        store.close()
+    return new_rows, interrupted
+
+
+def check_remote(label: str, case_id: str, names: list[str], case_timeout: float, labels: tuple[str, ...],
+                 isolation: bool) -> tuple[list[Verdict], dict[str, Any], dict[str, Any]]:
+    """Run on a Dask worker: (verdicts, the adapter's info there, that worker's host columns)."""
+    from refconv import runner
+
+    handle = runner.pool_for(labels, isolation).handle(label)  # the workers this Dask worker's batches use
+    verdicts = _call(handle, ConvSpec.from_id(case_id), list(names), case_timeout)
+    return verdicts, handle.info, provenance.host_columns()
 
 
 def _call(handle: Any, spec: ConvSpec, names: list[str], case_timeout: float) -> list[Verdict]:

@@ -191,6 +191,27 @@ def test_resume_through_the_cluster_runs_only_the_missing_pairs(tmp_path, dask_c
     assert len(frame) == len(ids) and (frame["worker"] != "").all()
 
 
+def test_relations_run_on_the_cluster_and_give_the_local_rows(tmp_path, dask_cluster, capsys):
+    ids = "n2-5x5x2-k3x3x2-s1x1-same-f32,n2-6x6x4-k3x3x4-s2x2-valid-f32-g2"
+    argv = ["run", "--cases", ids, "--adapters", "numpy", "--relations", "batch_split,layout", "--no-progress",
+            "--repeats", "1"]
+    assert cli([*argv, "--out", str(tmp_path / "local")]) == 0, capsys.readouterr().err
+    assert cli([*argv, "--out", str(tmp_path / "remote"), "--dask", dask_cluster.address]) == 0, \
+        capsys.readouterr().err
+
+    def relation_rows(name: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+        rows = [r for r in RunStore(tmp_path / name).rows() if r.get("relation")]
+        return {(r["case_id"], r["adapter"], r["relation"]): r for r in rows}
+
+    local, remote = relation_rows("local"), relation_rows("remote")
+    assert len(local) == 4 and set(local) == set(remote)  # 2 cases x 2 relations, none skipped on the cluster
+    assert all(r["outcome"] == "pass" for r in remote.values())
+    assert all(f"tcp://{LOOPBACK}:" in r["worker"] for r in remote.values())  # made on a Dask worker
+    for key, row in local.items():  # two runs: their run ids differ, like where and when they ran
+        assert {k: v for k, v in row.items() if k not in {*WHERE_COLUMNS, "run_id"}} == \
+            {k: v for k, v in remote[key].items() if k not in {*WHERE_COLUMNS, "run_id"}}
+
+
 def test_runner_stores_each_pair_once_when_a_result_arrives_again(tmp_path):
     # A case listed twice delivers its result twice, as a rerun cluster task may: one row per pair.
     cfg = config(["numpy"], [EDGE[0], EDGE[1], EDGE[0]])

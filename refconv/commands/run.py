@@ -108,8 +108,9 @@ def main(args: argparse.Namespace) -> int:
             _plan_relations(store, args)
         summary = runner.Runner(store, config, progress=not args.no_progress, cluster=cluster,
                                 verbose=args.verbose).run()
-        if not summary.interrupted and cluster is None:
-            _relations_phase(store, config, summary, progress=not args.no_progress)
+        if not summary.interrupted:
+            _relations_phase(store, config, summary, not args.no_progress,
+                             cluster.executor() if cluster is not None else None)
     except OSError as exc:  # disk full writing a repro, a table...: the rows already stored are safe
         runner.close_pools()
         if store is not None:
@@ -150,15 +151,15 @@ def _plan_relations(store: Any, args: argparse.Namespace) -> None:
         return  # an explicit case selection asks for those cases; --relations adds relations to it
     names = relations_run.parse_names(args.relations)
     budget = relations_run.DEFAULT_BUDGET if args.relations_budget is None else args.relations_budget
-    if names and budget and not args.dask:
+    if names and budget:
         relations_run.write_plan(store.dir, names, budget)
 
 
-def _relations_phase(store: Any, config: Any, summary: Any, progress: bool) -> None:
-    """The relation rows after the case rows; the tables and the summary then hold both."""
+def _relations_phase(store: Any, config: Any, summary: Any, progress: bool, executor: Any = None) -> None:
+    """The relation rows after the case rows (on the cluster with --dask); the tables and summary hold both."""
     from refconv import relations_run
 
-    new_rows, interrupted = relations_run.run_phase(store, config, progress)
+    new_rows, interrupted = relations_run.run_phase(store, config, progress, executor)
     if not new_rows and not interrupted:
         return
     summary.rows = relations_run.ordered(store.rows(), config)
