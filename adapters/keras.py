@@ -6,6 +6,11 @@ kernel_size, strides, padding 'same'/'valid', dilation_rate, groups, use_bias, a
 data_format (channels_first for NCHW cases); explicit pads put keras.layers.ZeroPadding2D first, as
 users do. Keras' Conv2D kernel is (kh, kw, c_in / groups, c_out), TensorFlow's HWIO, so set_weights
 takes w as is. Each layer computes in the case's dtype (its dtype policy is the case dtype).
+
+Variants: `keras:onednn=off|on` sets TF_ENABLE_ONEDNN_OPTS before Keras imports TensorFlow, as `tf:onednn=...`
+does (adapters.tensorflow.set_onednn: TF reads it only at import, so each variant runs in its own worker, and
+a TensorFlow already imported with the other setting is an error). The Conv2D layer reaches the same CPU
+kernels as tf.nn.conv2d, so the variant is the toggle that witnesses TF's oneDNN deviations on keras rows.
 """
 
 from __future__ import annotations
@@ -17,18 +22,23 @@ import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, nchw_to_nhwc, nhwc_to_nchw
 from adapters.keras_grad import KerasGradMixin
-from adapters.tensorflow import NHWC_ONLY
-from refconv.spec import ConvSpec
+from adapters.tensorflow import NHWC_ONLY, onednn_in_force, set_onednn
+from refconv.spec import ConvSpec, SpecError
 
 
 class KerasAdapter(KerasGradMixin, PreparedAdapter):
     name = "keras"
 
-    def __init__(self) -> None:
+    def __init__(self, onednn: str | None = None) -> None:
+        if onednn is not None:
+            self.name = set_onednn("keras", onednn)
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
 
+        if onednn is not None and keras.backend.backend() != "tensorflow":
+            raise SpecError(f"keras option onednn steers TensorFlow's kernels, but Keras runs on the "
+                            f"{keras.backend.backend()} backend here (KERAS_BACKEND)")
         self.keras = keras
 
     def version(self) -> str:
@@ -43,6 +53,7 @@ class KerasAdapter(KerasGradMixin, PreparedAdapter):
         if self.keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
+            out["onednn_in_force"] = onednn_in_force()
             out["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         return out
 

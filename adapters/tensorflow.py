@@ -1,12 +1,14 @@
 """`tf`: tf.nn.conv2d on the CPU, with tf.nn.bias_add and tf.nn.relu.
 
 Variants: `tf:onednn=off` sets TF_ENABLE_ONEDNN_OPTS=0, which TensorFlow reads only at import time,
-so the runner gives each variant its own worker process.
+so the runner gives each variant its own worker process. `set_onednn` (shared with the `keras` adapter)
+refuses a setting that a TensorFlow already imported in the process would not honour.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -21,15 +23,37 @@ ONEDNN = {"on": "1", "off": "0"}
 NHWC_ONLY = ("float16", "float64")
 
 
+def onednn_in_force() -> bool | None:
+    """Does this process's TensorFlow run oneDNN kernels? None while TensorFlow is not imported."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:  # TF's own answer: the TF_ENABLE_ONEDNN_OPTS it read (its default depends on the CPU's features)
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # another build: the variable as it stands is the best guess of what TF read
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def set_onednn(adapter: str, onednn: str) -> str:
+    """Set TF_ENABLE_ONEDNN_OPTS for `adapter:onednn=<on|off>` before TensorFlow's import; returns the label."""
+    if onednn not in ONEDNN:
+        raise SpecError(f"{adapter} option onednn must be 'on' or 'off', got {onednn!r}")
+    in_force = onednn_in_force()
+    if in_force is not None and in_force != (onednn == "on"):
+        # TF reads the variable once: setting it now would label rows with a setting that did not run
+        raise SpecError(f"{adapter}:onednn={onednn} cannot take effect: TensorFlow is already imported in this "
+                        f"process with oneDNN {'on' if in_force else 'off'} (it reads TF_ENABLE_ONEDNN_OPTS only "
+                        f"at import); run the variant in its own worker process (not --no-isolation)")
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN[onednn]
+    return f"{adapter}:onednn={onednn}"
+
+
 class TFAdapter(TFGradMixin, PreparedAdapter):
     name = "tf"
 
     def __init__(self, onednn: str | None = None) -> None:
         if onednn is not None:
-            if onednn not in ONEDNN:
-                raise SpecError(f"tf option onednn must be 'on' or 'off', got {onednn!r}")
-            os.environ["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN[onednn]
-            self.name = f"tf:onednn={onednn}"
+            self.name = set_onednn("tf", onednn)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
@@ -41,6 +65,7 @@ class TFAdapter(TFGradMixin, PreparedAdapter):
     def settings(self) -> dict[str, Any]:
         return {
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
+            "onednn_in_force": onednn_in_force(),
             "intra_op_threads": self.tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": self.tf.config.threading.get_inter_op_parallelism_threads(),
         }

@@ -134,7 +134,7 @@ EXTRA_SOURCES: dict[str, Callable[[int | None, int], list[ConvSpec]]] = {}
 # random sweep and the exhaustive grid are the bulk of a run, so the training ops ride on the edge corpus
 # (and on tgrid, whose cases are transposes).
 # cover is forward-only too: its ~200 cases in every op would break the default run's 2x wall-time budget
-# (docs/cases.md); `cover@all` asks for them.
+# (docs/cases.md); `cover@all` asks for them. Its grad part (refconv.grad_cases) is made in the training ops.
 FORWARD_ONLY_SOURCES = ("random", "grid", "special", "cover")
 
 
@@ -143,7 +143,8 @@ def select(selection: str = DEFAULT_SELECTION, seed: int = 0, ops: tuple[str, ..
 
     A part may end in '@op+op' ('edge@grad_input+transpose', 'random:20@all'): its cases in those ops
     (`with_ops`). `ops` expands every other source part the same way, except FORWARD_ONLY_SOURCES, which
-    stay conv2d when conv2d is among `ops`. Case ids keep the op they name.
+    stay conv2d when conv2d is among `ops` (a case such a source makes in a selected training op keeps it).
+    Case ids keep the op they name.
     """
     out: dict[str, ConvSpec] = {}
     for part in _parts(selection):
@@ -151,7 +152,8 @@ def select(selection: str = DEFAULT_SELECTION, seed: int = 0, ops: tuple[str, ..
         specs = _expand(part, seed)
         part_ops = parse_ops(own) if own else ops
         if not own and part_ops and part.partition(":")[0] in FORWARD_ONLY_SOURCES and "conv2d" in part_ops:
-            part_ops = ("conv2d",)
+            # not expanded; a case the source made in a selected training op keeps it (cover's grad part)
+            specs, part_ops = [s for s in specs if s.op in part_ops], None
         if part_ops and not (part.startswith("n") and part[1:2].isdigit()):
             specs = with_ops(specs, part_ops)
         for spec in specs:

@@ -50,8 +50,10 @@ def keras_bias_on_width(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndar
 def _ort_same_pads(size: int, k_eff: int, stride: int) -> tuple[int, int]:
     """SAME_UPPER's (head, tail) as ONNX Runtime applies them: the total is not clamped at 0.
 
-    Measured (one axis, k 1-3, stride 1-6, input 1-11, float32): a negative total t moves the first window
-    to ceil((t + 1) / 2), i.e. head -1 for t = -3 or -4 and -2 for t = -5; t >= 0 splits as SAME_UPPER.
+    ORT's ComputePad (onnxruntime/core/providers/common.h) keeps a negative total t; its output-size check
+    truncates (in + 2t - k) / s + 1 below ceil(in / s) and adds 1 to t, then head = (t + 1) / 2 in C++
+    (truncated toward 0): head -1 for t = -3 or -4, -2 for t = -5 or -6; t >= 0 splits as SAME_UPPER.
+    Measured (one axis, k 1-3, stride 1-6, input 1-11, float32), and on 4,000 SAME cases up to 64x64.
     """
     out = -(-size // stride)
     total = (out - 1) * stride + k_eff - size
@@ -80,9 +82,27 @@ def onnxruntime_same_unclamped_pads(spec: ConvSpec, x: np.ndarray, w: np.ndarray
     return wrong, bound
 
 
+def onnx_ref_dilation_zero_insertion(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
+                                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The conv with the kernel dilated by inserting zeros, as onnx.reference's Conv builds it.
+
+    Its `new_w[..., ::dh, ::dw] = W` turns a dilated kernel into an undilated one of span (k - 1) * d + 1
+    with zero taps in the holes, so an Inf or NaN under a hole adds 0 * Inf = NaN (or 0 * NaN) to an output
+    the dilated convolution never reads it for. The same padding: SAME's pads depend on the span alone.
+    """
+    (dh, dw), (kh, kw) = spec.dilations, (w.shape[0], w.shape[1])
+    inserted = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1, *w.shape[2:]), dtype=np.float64)
+    inserted[::dh, ::dw] = np.asarray(w, dtype=np.float64)
+    rows, cols = geometry(spec)
+    undilated = spec.replace(kh=inserted.shape[0], kw=inserted.shape[1], dilations=(1, 1),
+                             padding=((rows.before, rows.after), (cols.before, cols.after)))
+    return for_spec(undilated, x, inserted, b)
+
+
 MODELS: dict[str, Model] = {
     "keras_bias_on_width": keras_bias_on_width,
     "onnxruntime_same_unclamped_pads": onnxruntime_same_unclamped_pads,
+    "onnx_ref_dilation_zero_insertion": onnx_ref_dilation_zero_insertion,
 }
 
 

@@ -5,8 +5,8 @@ Dask worker process runs `refconv.batch.run_batch` on a batch of cases and keeps
 adapter worker processes (`refconv.runner.pool_for`), so a framework that aborts on a remote machine still
 becomes a `crashed` row. The main process keeps the run directory: rows stream back as batches finish and
 are written exactly as in a local run, and --resume works the same. The relations phase then sends one task
-per (case, adapter) through the same executor (`refconv.relations_run.check_remote`). The adapter workers of a Dask worker
-write their output to that Dask worker's stderr (its log), not to the run directory.
+per (case, adapter) through the same executor (`refconv.relations_run.check_remote`). The adapter workers
+of a Dask worker write their output to that Dask worker's stderr (its log), not to the run directory.
 
 Faults. A task whose Dask worker dies is rerun elsewhere by the scheduler. A result is fetched as soon as
 its task finishes and the task is then released, so a worker that dies later costs no finished work; the

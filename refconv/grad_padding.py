@@ -125,7 +125,9 @@ def jax_transpose(spec: ConvSpec) -> tuple[str | list[tuple[int, int]], bool]:
         return "SAME", False
     if spec.padding == "VALID" and all(a.size == a.out * a.stride + max(a.k_eff - a.stride, 0) for a in (rows, cols)):
         return "VALID", False
-    return [(a.before, a.after - a.rem) for a in (rows, cols)], True
+    # an empty forward axis: lax dilates the 0-pixel y to 0 pixels, not to (0 - 1) * s + 1, so L is k_eff - 1
+    return [(a.before, a.after - (a.rem if a.out else a.size + a.before + a.after - a.k_eff + 1))
+            for a in (rows, cols)], True
 
 
 def onnx_transpose(spec: ConvSpec) -> dict[str, Any]:

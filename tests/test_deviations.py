@@ -55,6 +55,8 @@ def test_wrong_value_entries_carry_a_witness() -> None:
         "keras_channels_first_bias_on_width": "model keras_bias_on_width",
         "torch_mkldnn_bf16_nan_inf_spread_left": "toggle mkldnn=off",  # special values (refconv.special)
         "tf_onednn_bf16_nan_inf_spread_left": "toggle onednn=off",
+        "onnx_ref_row_dilation_zero_insertion_nan": "model onnx_ref_dilation_zero_insertion",
+        "onnx_ref_col_dilation_zero_insertion_nan": "model onnx_ref_dilation_zero_insertion",
     }
 
 
@@ -318,3 +320,52 @@ def test_conformance_verdict_excuses_only_a_witnessed_failure() -> None:
     planted = FakeWitness(PLANTED_64, passing=("torch:mkldnn=off",))
     assert verdict("torch", PLANTED_64, mismatch, planted).action == "fail"  # outside every measured region
     assert verdict("tf", TF_F32, Comparison("pass", (2, 2, 1, 1), (2, 2, 1, 1), 4)).action == "pass"
+
+
+# --- onnx-ref dilates a kernel by inserting zeros: 0 * Inf = NaN under the holes --------------------
+
+ZERO_INSERTION = "onnx_ref_dilation_zero_insertion"
+
+
+def test_zero_insertion_model_reads_the_holes() -> None:
+    """1x3 input [1, Inf, 3], kernel [1, 10] dilated by 2: the right answer 31, the model 1 + 0 * Inf + 30 = NaN."""
+    spec = ConvSpec(n=1, h=1, w=3, c_in=1, c_out=1, kh=1, kw=2, padding="VALID", dilations=(1, 2), bias=False,
+                    dtype="float64")
+    x = np.array([1.0, np.inf, 3.0]).reshape(1, 1, 3, 1)  # NHWC
+    w = np.array([1.0, 10.0]).reshape(1, 2, 1, 1)  # HWIO
+    right, _ = ops.reference(spec, (x, w, None))
+    wrong, _ = deviation_models.predict(ZERO_INSERTION, spec, (x, w, None))
+    assert right.shape == wrong.shape == (1, 1, 1, 1)
+    assert right[0, 0, 0, 0] == 31.0 and np.isnan(wrong[0, 0, 0, 0])
+
+
+def test_zero_insertion_model_is_the_conv_on_finite_inputs() -> None:
+    """Without special values the inserted zeros add exact zeros: the model is the right answer."""
+    spec = ConvSpec(n=2, h=9, w=8, c_in=4, c_out=2, kh=3, kw=2, strides=(2, 1), dilations=(2, 3), groups=2,
+                    padding=((1, 2), (0, 3)), dtype="float64")
+    values = ops.inputs(spec)
+    right, bound = ops.reference(spec, values)
+    wrong, wrong_bound = deviation_models.predict(ZERO_INSERTION, spec, values)
+    np.testing.assert_allclose(wrong, right, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wrong_bound, bound, rtol=1e-12)
+
+
+@pytest.mark.parametrize("entry", [d for d in deviations.load() if d.model == ZERO_INSERTION], ids=lambda d: d.id)
+def test_zero_insertion_explains_only_outputs_that_match_it(entry: deviations.Deviation) -> None:
+    """The entry's example: the modelled NaNs are explained; one more NaN, the right answer or no dilation are not."""
+    spec = entry.example_spec
+    values = ops.inputs(spec)
+    right, bound = ops.reference(spec, values)
+    wrong, _ = deviation_models.predict(ZERO_INSERTION, spec, values)
+    as_modelled = wrong.astype(np_dtype(spec.dtype))  # what onnx.reference returns: the model, rounded
+    assert compare(spec, right, bound, as_modelled).outcome == "mismatch"  # NaNs the reference does not have
+    failing = row(spec, "onnx-ref", "mismatch")
+    assert deviations.explain(failing, FakeWitness(spec, as_modelled)) == entry.id
+    spread = as_modelled.copy()
+    spread.flat[np.flatnonzero(np.isfinite(wrong))[0]] = np.nan  # one NaN more than zero insertion makes
+    assert deviations.explain(failing, FakeWitness(spec, spread)) == ""
+    assert deviations.explain(failing, FakeWitness(spec, right.astype(np_dtype(spec.dtype)))) == ""
+    assert deviations.explain(failing) == ""  # no witness, no excuse
+    undilated = spec.replace(dilations=(1, 1))  # outside the entry even when the output matches a model
+    assert deviations.explain(row(undilated, "onnx-ref", "mismatch"), FakeWitness(undilated, as_modelled)) == ""
+    assert deviations.explain(row(spec, "onnxruntime", "mismatch"), FakeWitness(spec, as_modelled)) == ""
