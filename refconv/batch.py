@@ -8,7 +8,11 @@ in each worker, not in shared memory): see docs/architecture.md, "The worker pro
 
 Isolation keeps its meaning per case: a worker that dies in the middle of a batch gives a `crashed`
 answer for the case in flight, one that stays silent for `case_timeout` seconds on one case a `timeout`
-answer (it is killed), and the rest of its batch is sent again to a fresh worker.
+answer (it is killed), and the rest of its batch is sent again to a fresh worker. A crash counts against a
+case only when the case crashes a worker that ran nothing before it: a worker that had run other cases is
+replaced and the case is run again first, alone, because an earlier case may have broken the process
+(TensorFlow's filter gradient of some empty outputs writes garbage and the process dies on a later case).
+If it then answers, that answer is its row, with a note in its warnings.
 
 `run_batch(BatchTask) -> [CaseResult]` is what an executor (a thread pool, a Dask cluster) runs: plain
 picklable data in and out, worker processes from this process's registry (`pool_for`).
@@ -127,6 +131,8 @@ class _Stream:
     todo: list[int]  # case indices not sent yet, in order
     pending: list[int] = field(default_factory=list)  # sent, answered in this order
     deadline: float = 0.0
+    ran_others: bool = True  # may the worker have run other cases? (unknown for one alive before the batch)
+    last: tuple[int, str] | None = None  # the last (case, label) its worker answered in this batch
 
 
 def evaluate_batch(cases: Sequence[tuple[ConvSpec, Sequence[str]]], pool: Pool, repeats: int = 3,
@@ -155,6 +161,7 @@ class _BatchRun:
         self.replies: dict[tuple[int, str], Reply] = {}
         self.lock = TimingLock(pool.timing_lock_path())
         self.streams: list[_Stream] = []
+        self.retried: dict[tuple[int, str], str] = {}  # (case, label) rerun alone after a crash -> that crash
         self.here: list[tuple[InProcessHandle, list[int]]] = []
         by_label: dict[str, list[int]] = {}
         for i, (_, labels) in enumerate(cases):
@@ -209,7 +216,7 @@ class _BatchRun:
         items = [(self.results[i].spec.id, *self.refs[i]) for i in indices]
         return pickle.dumps(("batch", items, self.repeats, self.keep), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _send(self, stream: _Stream, indices: list[int], blob: bytes) -> None:
+    def _send(self, stream: _Stream, indices: list[int], blob: bytes, again: bool = True) -> None:
         """Queue cases on a stream's worker; one that cannot be (re)started fails all its cases as crashed."""
         while stream.pending and not stream.handle.alive:  # it died with cases in flight: settle them first
             self._take(stream)  # its last replies, then the crash of the case in flight; the rest goes to a fresh one
@@ -219,12 +226,37 @@ class _BatchRun:
             self._fail_all(stream, indices, str(exc))
             return
         except (WorkerCrashed, WorkerTimeout, OSError) as exc:  # died between messages, or on its way up
+            if again and isinstance(stream.handle, WorkerHandle):
+                # it was dying while this message went out (a broken pipe): with cases in flight, settle those as
+                # above, from the replies it sent and its death; with none, it died after its last answer (a case
+                # that broke the process): say so on that case. Then this message goes to its successor.
+                if stream.pending:
+                    self._settle_dead(stream)
+                else:
+                    self._note_death(stream, stream.handle.reap())
+                self._send(stream, indices, blob, again=False)
+                return
             stream.handle.kill()
             self._fail_all(stream, indices, f"{stream.label} worker: {error_text(exc)}")
             return
         if not stream.pending:
             stream.deadline = time.monotonic() + self.timeout
         stream.pending.extend(indices)
+
+    def _settle_dead(self, stream: _Stream) -> None:
+        """Take what a dead worker answered, then its death (`_lost` sends the rest on to a fresh worker)."""
+        dead = stream.handle.connection
+        for _ in range(len(stream.pending)):
+            if not stream.pending or stream.handle.connection is not dead:
+                return
+            self._take(stream)
+
+    def _note_death(self, stream: _Stream, how: str) -> None:
+        stream.ran_others = False
+        if stream.last is not None and stream.last in self.replies:
+            self.replies[stream.last].warnings.append(
+                ("RefconvNote", f"the {stream.label} worker {how} after answering this case, before the next case "
+                 "reached it", 1))
 
     def _fail_all(self, stream: _Stream, indices: list[int], error: str) -> None:
         for i in [*stream.pending, *indices, *stream.todo]:
@@ -267,7 +299,13 @@ class _BatchRun:
         except (WorkerCrashed, WorkerTimeout) as exc:
             self._lost(stream, exc)
             return
-        self.replies[(stream.pending.pop(0), stream.label)] = reply  # a worker answers its cases in order
+        key = (stream.pending.pop(0), stream.label)  # a worker answers its cases in order
+        if key in self.retried:
+            reply.warnings.append(("RefconvNote", f"the {stream.label} worker crashed on this case after running other "
+                                   f"cases ({self.retried[key]}); run again alone in a fresh worker, it gave this "
+                                   "answer", 1))
+        self.replies[key] = reply
+        stream.ran_others, stream.last = True, key
         stream.deadline = time.monotonic() + self.timeout
 
     def _lost(self, stream: _Stream, exc: Exception) -> None:
@@ -275,9 +313,16 @@ class _BatchRun:
         i = stream.pending.pop(0)
         if STOP.is_set():  # killed by our own Ctrl-C handling, not by the framework
             raise Cancelled(self.results[i].spec.id)
-        self.replies[(i, stream.label)] = self._failed(i, "crashed" if isinstance(exc, WorkerCrashed) else "timeout",
-                                                       str(exc))
         rest, stream.pending = stream.pending, []
+        crashed, ran_others, stream.ran_others = isinstance(exc, WorkerCrashed), stream.ran_others, False
+        if crashed and ran_others and (i, stream.label) not in self.retried:
+            self.retried[(i, stream.label)] = str(exc)  # an earlier case may have broken it: this one again, alone
+            self._send(stream, [i], self._message([i]))
+        else:
+            error = str(exc)
+            if (i, stream.label) in self.retried:
+                error += f"; it crashed a worker that had run other cases first too ({self.retried[(i, stream.label)]})"
+            self.replies[(i, stream.label)] = self._failed(i, "crashed" if crashed else "timeout", error)
         if rest:
             self._send(stream, rest, self._message(rest))
 

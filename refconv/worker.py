@@ -286,6 +286,18 @@ class WorkerHandle:
             self._discard()
             raise WorkerCrashed(f"{self.label} worker {exit_description(code)} ({doing})") from None
 
+    def reap(self) -> str:
+        """Wait for a worker whose pipe broke to finish dying (killed after 5 s), discard it; how it ended."""
+        process = self._process
+        if process is None:
+            return exit_description(None)
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+        self._discard()
+        return exit_description(process.exitcode)
+
     def kill_process(self) -> None:
         """SIGKILL the process (safe from another thread: the owner then reads EOF)."""
         process = self._process

@@ -3,7 +3,9 @@
 `Faulty` computes the right answer (the numpy adapter) except on the cases its `on` option selects, where
 it does what `mode` says: abort (SIGABRT, like a framework CHECK failure), exit (os._exit(3)), segv (a
 real NULL read), hang, slow (sleep `delay` seconds, then answer), shape (drop the last output row),
-wrong (add 1 to one element), raise (ValueError).
+wrong (add 1 to one element), raise (ValueError), poison (answer right, but every later case in the same
+process segfaults: a case that corrupts the process, so that the crash shows on an innocent case), die_after
+(answer right, then segfault `delay` seconds later, from another thread: a process that dies between cases).
 `on`: all | odd (cases with odd input height) | even | n<id-prefix> (cases whose id starts with it).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from typing import Any
 
@@ -20,7 +23,7 @@ from adapters.base import Prepared
 from adapters.numpy_ref import NumpyAdapter
 from refconv.spec import ConvSpec
 
-MODES = ("abort", "exit", "segv", "hang", "slow", "shape", "wrong", "raise")
+MODES = ("abort", "exit", "segv", "hang", "slow", "shape", "wrong", "raise", "poison", "die_after")
 
 
 class Faulty(NumpyAdapter):
@@ -42,9 +45,19 @@ class Faulty(NumpyAdapter):
             return spec.h % 2 == (1 if self.on == "odd" else 0)
         return spec.id.startswith(self.on)
 
+    poisoned = False  # set by a "poison" case: this process then dies on every later case
+
     def prepare(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: ConvSpec) -> Prepared:
         prepared = super().prepare(x, w, b, spec)
+        if Faulty.poisoned:
+            ctypes.string_at(0)
         if not self.selected(spec):
+            return prepared
+        if self.mode == "poison":
+            Faulty.poisoned = True
+            return prepared
+        if self.mode == "die_after":
+            threading.Thread(target=lambda: (time.sleep(self.delay), ctypes.string_at(0)), daemon=True).start()
             return prepared
         self.misbehave_now()
         if self.mode == "shape":

@@ -239,8 +239,44 @@ def test_a_fault_in_the_middle_of_a_batch_ends_that_case_and_the_rest_runs_in_a_
         assert outcomes == [["pass", "pass"], ["pass", "pass"], ["pass", outcome], ["pass", "pass"]]
         failed = results[2].answers[1].comparison
         assert text in failed.error and CASE_IDS[2] in failed.error
-        assert pool.handle(faulty).restarts == 1 and pool.handle("numpy").restarts == 0
+        # a crash on a worker that ran other cases first is checked once more, alone, in a fresh worker
+        assert pool.handle(faulty).restarts == (2 if outcome == "crashed" else 1)
+        assert pool.handle("numpy").restarts == 0
+        if outcome == "crashed":
+            assert "had run other cases first too" in failed.error
         assert all(a.actual is None for r in results for a in r.answers)  # no arrays travel unless asked
+    finally:
+        runner.close_pools()
+
+
+def test_a_crash_caused_by_an_earlier_case_does_not_count_against_the_innocent_case():
+    # the poison case (n1-4x4...) answers right but breaks its process: the next case's call segfaults there
+    poison = f"{FAKE}:mode=poison:on=n1-4x4"
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS]
+    pool = runner.pool_for(["numpy", poison])
+    try:
+        results = runner.evaluate_batch([(s, ("numpy", poison)) for s in specs], pool, repeats=1, case_timeout=20.0)
+        answers = [r.answers[1] for r in results]
+        assert [a.comparison.outcome for a in answers] == ["pass"] * 4  # the case after the poison too
+        note = [w for w in answers[3].warnings if w[0] == "RefconvNote"]
+        assert len(note) == 1 and "SIGSEGV" in note[0][1] and "alone in a fresh worker" in note[0][1]
+        assert not any(w[0] == "RefconvNote" for a in answers[:3] for w in a.warnings)
+        assert pool.handle(poison).restarts == 1
+    finally:
+        runner.close_pools()
+
+
+@pytest.mark.parametrize("delay", ["0.0", "0.05", "0.3"])
+def test_a_worker_that_dies_after_answering_costs_no_other_case_a_row(monkeypatch, delay):
+    # the worker segfaults shortly after answering the first case, while the next messages are on their way
+    # (each case its own message): no case may be reported crashed for it, whichever moment the death lands
+    monkeypatch.setattr(batch, "FEED_CHUNK", 1)
+    dying = f"{FAKE}:mode=die_after:on={CASE_IDS[0]}:delay={delay}"
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS]
+    pool = runner.pool_for(["numpy", dying])
+    try:
+        results = runner.evaluate_batch([(s, ("numpy", dying)) for s in specs], pool, repeats=1, case_timeout=20.0)
+        assert [r.answers[1].comparison.outcome for r in results] == ["pass"] * 4
     finally:
         runner.close_pools()
 
