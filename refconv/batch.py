@@ -216,7 +216,7 @@ class _BatchRun:
         items = [(self.results[i].spec.id, *self.refs[i]) for i in indices]
         return pickle.dumps(("batch", items, self.repeats, self.keep), protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _send(self, stream: _Stream, indices: list[int], blob: bytes, again: bool = True) -> None:
+    def _send(self, stream: _Stream, indices: list[int], blob: bytes, idle_deaths: int = 0) -> None:
         """Queue cases on a stream's worker; one that cannot be (re)started fails all its cases as crashed."""
         while stream.pending and not stream.handle.alive:  # it died with cases in flight: settle them first
             self._take(stream)  # its last replies, then the crash of the case in flight; the rest goes to a fresh one
@@ -226,15 +226,17 @@ class _BatchRun:
             self._fail_all(stream, indices, str(exc))
             return
         except (WorkerCrashed, WorkerTimeout, OSError) as exc:  # died between messages, or on its way up
-            if again and isinstance(stream.handle, WorkerHandle):
+            if isinstance(stream.handle, WorkerHandle) and (stream.pending or not idle_deaths):
                 # it was dying while this message went out (a broken pipe): with cases in flight, settle those as
-                # above, from the replies it sent and its death; with none, it died after its last answer (a case
-                # that broke the process): say so on that case. Then this message goes to its successor.
+                # above, from the replies it sent and its death (each such death settles a case, so this ends);
+                # with none, it died after its last answer (a case that broke the process): say so on that case,
+                # once. Then this message goes to its successor, which may die in turn on a case in flight.
                 if stream.pending:
                     self._settle_dead(stream)
                 else:
                     self._note_death(stream, stream.handle.reap())
-                self._send(stream, indices, blob, again=False)
+                    idle_deaths += 1
+                self._send(stream, indices, blob, idle_deaths)
                 return
             stream.handle.kill()
             self._fail_all(stream, indices, f"{stream.label} worker: {error_text(exc)}")
