@@ -39,6 +39,7 @@ from refconv.worker import InProcessHandle, WorkerCrashed, WorkerHandle, WorkerL
 
 MAX_BATCH = 64  # cases per batch at most: progress and Ctrl-C granularity against per-message overhead
 FEED_CHUNK = 8  # cases per message: the next chunk's references are computed while the workers run this one
+PREFETCH_BYTES = 256 * 2**20  # references computed while the workers start: their arrays' total size at most
 
 
 @dataclass
@@ -88,6 +89,61 @@ class CaseTask:
 
 class Cancelled(Exception):
     """The run is stopping (Ctrl-C): the batch's unfinished answers are dropped, --resume redoes them."""
+
+
+class Prefetch:
+    """References computed ahead, in a thread, while the workers import their frameworks.
+
+    Nothing is timed yet then, so the timing lock is not needed and the main process is otherwise idle
+    (a torch worker's start is 2 s); `_feed` takes these instead of computing them under the lock, between
+    the workers' timed calls. Stopped (`stop`) before the first batch; at most PREFETCH_BYTES are kept, and
+    `forget` drops what a run did not use. A case whose reference fails is left to `_feed`, which records why.
+    """
+
+    def __init__(self, specs: Sequence[ConvSpec], budget_bytes: int = PREFETCH_BYTES) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(list(specs), budget_bytes), daemon=True,
+                                        name="refconv-prefetch")
+        self.computed = 0
+
+    def start(self) -> Prefetch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop after the reference in progress; the number computed."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.computed
+
+    def _work(self, specs: list[ConvSpec], budget: int) -> None:
+        for spec in specs:
+            if self._stop.is_set() or budget <= 0:
+                return
+            try:
+                expected, bound = ops.reference(spec, ops.inputs(spec))
+            except Exception:  # _feed computes it again and keeps the error on the case's result
+                continue
+            budget -= expected.nbytes + bound.nbytes
+            with _PREFETCH_LOCK:
+                _PREFETCHED[spec.id] = (expected, bound)
+            self.computed += 1
+
+
+_PREFETCHED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_PREFETCH_LOCK = threading.Lock()
+
+
+def _prefetched(spec: ConvSpec) -> tuple[np.ndarray, np.ndarray] | None:
+    with _PREFETCH_LOCK:
+        return _PREFETCHED.pop(spec.id, None)
+
+
+def forget_prefetched() -> None:
+    """Drop references computed ahead and not used (a run that stopped early)."""
+    with _PREFETCH_LOCK:
+        _PREFETCHED.clear()
 
 
 _POOLS: dict[tuple[tuple[str, ...], bool], Pool] = {}
@@ -198,9 +254,13 @@ class _BatchRun:
     def _feed(self, count: int) -> None:
         """Compute the next `count` references and send the streams their cases among them."""
         indices = range(self.fed, min(self.fed + count, len(self.cases)))
-        with self.lock.held():
-            for i in indices:
-                self.refs[i] = _reference(self.results[i])
+        for i in indices:
+            self.refs[i] = _prefetched(self.results[i].spec)
+        todo = [i for i in indices if self.refs[i] is None]
+        if todo:
+            with self.lock.held():
+                for i in todo:
+                    self.refs[i] = _reference(self.results[i])
         self.fed = indices.stop
         blobs: dict[tuple[int, ...], bytes] = {}  # adapters that run the same cases share one pickled message
         for stream in self.streams:

@@ -47,10 +47,12 @@ from refconv.batch import (
     Cancelled,
     CaseResult,
     CaseTask,
+    Prefetch,
     all_pools,
     close_pools,
     evaluate,
     evaluate_batch,
+    forget_prefetched,
     pool_for,
     run_batch,
     run_case,
@@ -202,8 +204,15 @@ class Runner:
         self.store.write_json("run.json", cfg.to_dict())
         done = {(r["case_id"], r["adapter"]) for r in self.store.rows() if not r.get("relation")}  # not relation rows
         self._stored = set(done)
-        pool, info, cluster_prov = self._start_workers()
         tasks = self.tasks(done)
+        ahead = None if self.cluster is not None else Prefetch([spec for t in tasks for spec, _ in t.cases]).start()
+        try:
+            pool, info, cluster_prov = self._start_workers()
+        finally:
+            if ahead is not None:  # stopped before the first timed call: the rest are computed under the timing lock
+                ahead.stop()
+                if sys.exc_info()[0] is not None:
+                    forget_prefetched()
         prov = self._provenance(info)
         if cluster_prov:
             prov["cluster"] = cluster_prov
@@ -218,6 +227,7 @@ class Runner:
             _restore_sigint(previous)
             if interrupted and pool is not None:
                 pool.kill_all()
+            forget_prefetched()
             self.store.close()
         rows = self._all_rows()
         paths = self.store.write_tables(rows)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import queue
 import re
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -165,13 +167,13 @@ def _child_main(label: str, conn: Any, log_path: str | None = None, lock_path: s
         return
     conn.send(("ready", info))
     lock = TimingLock(lock_path)
+    inbox = _read_ahead(conn)
     while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):  # the main process is gone
+        message = inbox.get()
+        if message is None:  # the main process is gone
             return
         if message[0] == "stop":
-            return
+            _quick_exit()
         if message[0] == "call":
             try:
                 conn.send(("result", ("value", call_in_worker(adapter, message[1], message[2]))))
@@ -179,6 +181,35 @@ def _child_main(label: str, conn: Any, log_path: str | None = None, lock_path: s
                 conn.send(("result", ("error", error_text(exc))))
             continue
         _serve_batch(conn, adapter, message, lock)
+
+
+def _read_ahead(conn: Any) -> queue.SimpleQueue[Any]:
+    """Messages as they arrive, read by a thread: the main process's next message must not wait in a full
+    pipe (and block its sender, which also feeds the other adapters' workers) while this worker computes."""
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def read() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+            inbox.put(message)
+            if message[0] == "stop":
+                return
+
+    threading.Thread(target=read, name="refconv-inbox", daemon=True).start()
+    return inbox
+
+
+def _quick_exit() -> None:
+    """Leave without the interpreter's teardown (a framework's can take most of a second): nothing is left
+    to save but the log, which is flushed first. The pool waits for its workers' exit side by side."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def exit_description(exitcode: int | None) -> str:
@@ -315,11 +346,17 @@ class WorkerHandle:
             self._conn.close()
         self._conn = None
 
-    def close(self) -> None:
-        """Ask the worker to stop, then make sure it has."""
+    def request_stop(self) -> None:
+        """Ask the worker to stop without waiting (a pool asks all its workers first, then waits)."""
         if self._conn is not None and self.alive:
             with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send(("stop",))
+            self._discard()  # so that close() does not ask again
+
+    def close(self) -> None:
+        """Ask the worker to stop, then make sure it has."""
+        self.request_stop()
+        if self._process is not None:
             self._process.join(2)
         self.kill()
 
@@ -357,6 +394,9 @@ class InProcessHandle:
 
     def kill_process(self) -> None:
         """Nothing to kill: an in-process call cannot be interrupted."""
+
+    def request_stop(self) -> None:
+        """Nothing to stop."""
 
     def close(self) -> None:
         """Nothing to release."""

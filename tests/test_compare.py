@@ -177,3 +177,24 @@ def test_the_row_records_actual_dtype():
     expected, bound = _case()
     row = compare(SPEC, expected, bound, expected.astype(np.float32)).as_row()
     assert row["actual_dtype"] == "float32" and "actual_dtype" in RESULT_COLUMNS
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_the_finite_fast_path_gives_exactly_the_general_errors(dtype):
+    from refconv import compare as C
+
+    spec = ConvSpec.from_id(f"n1-6x6x2-k3x3x2-s1x1-valid-{C_DTYPE_TAGS[dtype]}")
+    rng = np.random.default_rng(7)
+    for scale in (1.0, 1e-30, 1e150, 1e307):  # ordinary, tiny, huge, and differences that overflow float64
+        expected = rng.standard_normal((1, 4, 4, 2)) * scale
+        bound = np.abs(rng.standard_normal((1, 4, 4, 2))) * scale * 3
+        got = expected * (1 + rng.standard_normal(expected.shape) * 1e-3)
+        got[0, 0, 0, 0] = -expected[0, 0, 0, 0] * 1.5  # one element far off (inf difference at 1e307)
+        assert C._all_finite(expected, bound, got) == (scale < 1e307)  # at 1e307 the sums overflow: general path
+        fast = C._element_errors(spec, expected, bound, got, 16.0)
+        general = C._special_element_errors(spec, expected, bound, got, 16.0)
+        for a, b in zip(fast, general, strict=True):
+            assert np.array_equal(a, b)
+
+
+C_DTYPE_TAGS = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}

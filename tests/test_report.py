@@ -182,7 +182,7 @@ def test_write_reports_describes_the_finding_in_words(tmp_path):
     words = "3x3 kernel, stride 2, SAME, 6x6 input, 2->2 channels, batch 1, float32: pads 0 before / 1 after"
     assert words in md and html.escape(words) in page
     assert "18 / 18 elements beyond tolerance" in page
-    assert page.count('<img alt="') >= 3  # ratio distribution, ratio vs K, timings
+    assert page.count('<figure class="plot"><svg ') >= 3  # ratio distribution, ratio vs K, timings
     assert "http://" not in page.replace("http://www.w3.org", "") and "<script" not in page  # self-contained
 
 

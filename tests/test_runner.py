@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +296,63 @@ def test_a_wrong_output_travels_back_for_its_witness_and_a_right_one_does_not():
         assert all(answers[key].actual is None for key in answers if answers[key].comparison.outcome == "pass")
     finally:
         runner.close_pools()
+
+
+def test_large_wrong_outputs_coming_back_while_large_references_go_out_do_not_deadlock():
+    # A worker sending back a kept 1.2 MB output while the main process sends it the next chunk's 20 MB of
+    # references: both sides once blocked in send for ever (the worker read its next message only after
+    # answering). The worker now reads its messages as they arrive.
+    import threading
+
+    wrong = f"{FAKE}:mode=wrong"
+    specs = [cases.ConvSpec.from_id(f"n1-96x96x8-k1x1x16-s1x1-valid-f32-r{i}") for i in range(20)]
+    pool = runner.pool_for([wrong])
+    outcomes: list[str] = []
+
+    def go() -> None:
+        results = runner.evaluate_batch([(s, (wrong,)) for s in specs], pool, repeats=1, case_timeout=30.0)
+        outcomes.extend(a.comparison.outcome for r in results for a in r.answers)
+
+    thread = threading.Thread(target=go, daemon=True)
+    try:
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the batch deadlocked"
+    finally:
+        runner.close_pools()
+    assert outcomes == ["mismatch"] * 20
+
+
+def test_references_computed_ahead_are_used_once_and_give_the_same_rows(monkeypatch):
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS[:3]]
+    pool = runner.pool_for(["numpy"])
+    try:
+        plain = runner.evaluate_batch([(s, ("numpy",)) for s in specs], pool, repeats=1)
+        ahead = batch.Prefetch(specs[:2]).start()
+        deadline = time.monotonic() + 30
+        while ahead.computed < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ahead.stop() == 2
+        calls: list[str] = []
+        real = runner.ops.reference
+        monkeypatch.setattr(runner.ops, "reference", lambda spec, values: calls.append(spec.id) or real(spec, values))
+        results = runner.evaluate_batch([(s, ("numpy",)) for s in specs], pool, repeats=1)
+    finally:
+        runner.close_pools()
+        batch.forget_prefetched()
+    assert calls == [specs[2].id]  # only the case not computed ahead
+    assert batch._PREFETCHED == {}  # each taken once
+    assert [r.answers[0].comparison for r in results] == [r.answers[0].comparison for r in plain]
+
+
+def test_a_prefetch_stops_at_its_memory_budget():
+    specs = [cases.ConvSpec.from_id(c) for c in CASE_IDS[:3]]
+    ahead = batch.Prefetch(specs, budget_bytes=1).start()
+    try:
+        ahead._thread.join(30)  # it ends by itself, after the first case has spent the budget
+        assert ahead.stop() == 1 and list(batch._PREFETCHED) == [specs[0].id]
+    finally:
+        batch.forget_prefetched()
 
 
 def test_a_batch_computes_each_reference_once_and_keeps_arrays_only_on_request(monkeypatch):

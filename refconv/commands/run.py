@@ -10,6 +10,7 @@ rows are written here as they come back, each naming the host and worker that ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
             out = Path(args.out) if args.out else Path("reports") / config.run_id
             store = RunStore.create(out)
             _plan_relations(store, args)
+        _preload_reporting()
         summary = runner.Runner(store, config, progress=not args.no_progress, cluster=cluster,
                                 verbose=args.verbose).run()
         if not summary.interrupted:
@@ -141,6 +143,21 @@ def main(args: argparse.Namespace) -> int:
               f"after a fix, {runner.resume_hint(summary.run_dir)} runs them", file=sys.stderr)
         return 1
     return 0
+
+
+def _preload_reporting() -> None:
+    """Import what the run's end needs (pandas, pyarrow for the tables, the report) in a background thread:
+    this process has little else to do while the workers import their frameworks."""
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # an import that fails here fails again, with its message, where used
+            import pandas  # noqa: F401
+            import pyarrow.parquet  # noqa: F401
+
+            import refconv.report  # noqa: F401
+
+    threading.Thread(target=load, name="refconv-preload", daemon=True).start()
 
 
 def _plan_relations(store: Any, args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""Small builders for one self-contained HTML page: escaped text, capped tables, embedded images.
+"""Small builders for one self-contained HTML page: escaped text, capped tables, inline SVG pictures.
 
 Every string that came from a run (error messages, framework versions, case names) goes through
 `esc`; links are only made from relative paths inside the run and from http(s) URLs.
@@ -28,7 +28,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:nth-child(even) td{background:#f5f7fa}
 code,.id{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;overflow-wrap:anywhere}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f0f2f5;padding:6px;margin:4px 0;font-size:12px}
-img{max-width:100%;height:auto;display:block;margin:.5em 0;border:1px solid #e3e7ee;background:#fff}
+figure.plot{margin:.5em 0}
+figure.plot svg{max-width:100%;height:auto;display:block;border:1px solid #e3e7ee;background:#fff}
 nav ul{columns:2;padding-left:1.2em}
 .small{color:#5a6372;font-size:12.5px}
 .bad{color:#b3261e;font-weight:600}.good{color:#1b7a3a;font-weight:600}
@@ -127,11 +128,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) or hasattr(value, "dtype")
 
 
-def img(b64: str | None, alt: str) -> str:
-    """An embedded PNG, or a short note when there was nothing to plot."""
-    if not b64:
+def figure(svg: str | None, alt: str) -> str:
+    """An inline SVG picture named by `alt` (role="img", aria-label and <title>), or a note when there was
+    nothing to plot."""
+    if not svg:
         return f'<p class="small">(no data to plot: {esc(alt)})</p>'
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}">'
+    if not svg.startswith("<svg "):
+        raise ValueError(f"figure: expected an <svg> element, got {svg[:20]!r}")
+    head, body = svg.split(">", 1)  # the root's attributes are ours (refconv.report.svg): no '>' inside them
+    return f'<figure class="plot">{head} role="img" aria-label="{esc(alt)}"><title>{esc(alt)}</title>{body}</figure>'
 
 
 def section(anchor: str, title: str, body: str) -> str:

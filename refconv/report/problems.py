@@ -46,9 +46,12 @@ def load(run_dir: Path, df: pd.DataFrame) -> tuple[list[dict[str, Any]], str]:
 def grouped_rows(df: pd.DataFrame) -> tuple[list[dict[str, Any]], str]:
     """(the rows grouped into problems by refconv.findings.group, a note when grouping failed)."""
     try:
-        from refconv.findings.group import group_rows
+        from refconv.findings.group import NOT_FINDINGS, group_rows
     except ImportError:  # a refconv without the findings package: rows only
         return [], ""
+    if "outcome" in df and "case_id" in df:  # a problem reads its failing cases' rows only (passes fill `engines`)
+        failing = df.loc[~df["outcome"].isin(NOT_FINDINGS), "case_id"].unique()
+        df = df[df["case_id"].isin(failing)]
     records = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
     try:
         return [upstream.normalize(p) for p in group_rows(records)], ""

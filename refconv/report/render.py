@@ -248,8 +248,8 @@ def _deviation_entries() -> tuple[Any, ...]:
 
 def _html_errors(df: pd.DataFrame) -> str:
     out = ("<p>bound_ratio per adapter (log scale; the dashed line is the tolerance C: points right of it "
-           "fail).</p>" + H.img(plots.ratio_distribution(df), "bound_ratio per adapter"))
-    out += "<h3>Error against the reduction length K</h3>" + H.img(plots.ratio_vs_k(df), "bound_ratio vs K")
+           "fail).</p>" + H.figure(plots.ratio_distribution(df), "bound_ratio per adapter"))
+    out += "<h3>Error against the reduction length K</h3>" + H.figure(plots.ratio_vs_k(df), "bound_ratio vs K")
     worst = summary.worst(df, 20)[["case_id", "adapter", "outcome", "dtype", "K", "bound_ratio", "tolerance_c",
                                     "max_abs_err", "mismatched", "known_deviation"]]
     out += "<h3>Worst 20 rows by bound_ratio</h3>" + H.table(worst, index=False)
@@ -322,7 +322,7 @@ def _html_timings(df: pd.DataFrame) -> str:
         return '<p class="small">No timed rows.</p>'
     return ("<p>Only the framework call is timed (inputs prepared beforehand); time is the median of the "
             "repeats, spread = median / min.</p>" + H.table(table, cap=None)
-            + H.img(plots.time_vs_flops(df), "time vs FLOPs") + H.img(plots.gflops_per_adapter(df), "GFLOP/s"))
+            + H.figure(plots.time_vs_flops(df), "time vs FLOPs") + H.figure(plots.gflops_per_adapter(df), "GFLOP/s"))
 
 
 def _html_capability(df: pd.DataFrame) -> str:
