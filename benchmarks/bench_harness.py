@@ -9,8 +9,9 @@ and the spread over rounds):
 - sweep: `--cases random:1000 --dtype float32 --adapters numpy,torch`, isolated against `--no-isolation`
   (target: isolated within 1.3x), and each run's harness share = wall minus the engines' work, the
   reference and the one-time imports (target: at most 30% of the isolated wall). The engines' work and the
-  reference (expected + bound) are re-timed here in one process, case by case (engines: the adapter's
-  prepare, warm-up call and fetch, and 3 timed calls, as a run asks); the imports are `adapters.load` of
+  reference (expected + bound) are re-timed here case by case (engines: the adapter's prepare, warm-up
+  call and fetch, and 3 timed calls, as a run asks, in 3 fresh interpreters, the median taken: one pass
+  varied by a third); the imports are `adapters.load` of
   each adapter in a fresh interpreter, minus a bare interpreter's start. The rows' own timings (median x
   (repeats + 1)) are shown beside them; they leave out prepare, fetch and a slow first call.
 - report: `tox -e report`'s command, `refconv run` with its defaults (the default case set on every engine
@@ -123,6 +124,18 @@ def engine_seconds(case_ids: list[str], labels: list[str], repeats: int = 3) -> 
     return total
 
 
+def fresh_engine_seconds(case_ids: list[str], labels: list[str], tmp: Path) -> float:
+    """`engine_seconds` in a fresh interpreter: a framework's first call of a shape (its set-up) is not cached yet,
+    as in a run."""
+    ids = tmp / "engine-case-ids.json"
+    ids.write_text(json.dumps(case_ids))
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import bench_harness as b; "
+            f"print(b.engine_seconds(json.loads(open({str(ids)!r}).read()), {labels!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env_for(ROOT), check=True, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def import_seconds(labels: list[str], tree: Path = ROOT) -> float:
     """Loading these adapters in a fresh interpreter, minus a bare interpreter that imports refconv."""
     def timed(code: str) -> float:
@@ -162,10 +175,12 @@ def bench_sweep(rounds: int, tmp: Path) -> None:
     rows = read_rows(runs["isolated"][0][1])
     case_ids = list(dict.fromkeys(str(r["case_id"]) for r in rows))
     ref = reference_seconds(case_ids)
-    engines = engine_seconds(case_ids, ["numpy", "torch"])
+    passes = [fresh_engine_seconds(case_ids, ["numpy", "torch"], tmp) for _ in range(3)]
+    engines = statistics.median(passes)
     imports = statistics.median(import_seconds(["numpy", "torch"]) for _ in range(3))
     print(f"\nre-timed here: reference {ref:.2f} s, engines {engines:.2f} s (bind + warm-up + 3 calls per case and "
-          f"adapter), imports {imports:.2f} s (fresh interpreter)")
+          f"adapter; median of {', '.join(f'{p:.2f}' for p in passes)} in 3 fresh interpreters), imports "
+          f"{imports:.2f} s (fresh interpreter, median of 3)")
     print("\n| run | round | wall s | calls in rows s | engines s | reference s | imports s | harness s | share |")
     print("|---|---|---|---|---|---|---|---|---|")
     shares: dict[str, list[float]] = {name: [] for name in runs}

@@ -115,7 +115,13 @@ def _json_default(value: Any) -> Any:
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     """The row with every string encodable (an adapter's text may hold undecodable bytes)."""
-    # ASCII text (nearly every key and value) cannot hold a surrogate: checked in C, not re-encoded
+    # ASCII text (nearly every key and value) cannot hold a surrogate: checked in C, not re-encoded, and a row
+    # of ASCII text only is returned as it is (no copy: 2 rows per case pass here twice)
+    for k, v in row.items():
+        if not k.isascii() or (isinstance(v, str) and not v.isascii()):
+            break
+    else:
+        return row
     return {k if k.isascii() else clean_text(k): clean_text(v) if isinstance(v, str) and not v.isascii() else v
             for k, v in row.items()}
 

@@ -153,8 +153,10 @@ def _preload_reporting() -> None:
     def load() -> None:
         with contextlib.suppress(Exception):  # an import that fails here fails again, with its message, where used
             import pandas  # noqa: F401
+            import pyarrow.dataset  # noqa: F401 (read_parquet's reader)
             import pyarrow.parquet  # noqa: F401
 
+            import refconv.findings.group  # noqa: F401
             import refconv.report  # noqa: F401
 
     threading.Thread(target=load, name="refconv-preload", daemon=True).start()

@@ -80,7 +80,8 @@ def by(df: pd.DataFrame, column: str) -> pd.DataFrame:
     column = BY_ALIASES.get(column, column)
     if column not in df.columns:
         raise KeyError(f"no column {column!r}; try padding, stride, dilation, groups, dtype, layout, K")
-    work = df.assign(_finding=df["outcome"].isin(FINDING_OUTCOMES).astype(int))
+    work = df[list(dict.fromkeys([column, "adapter", "outcome", "bound_ratio"]))]  # not all ~70 columns, 8 times
+    work = work.assign(_finding=work["outcome"].isin(FINDING_OUTCOMES).astype(int))
     grouped = work.groupby([column, "adapter"], dropna=False, observed=True)
     stats = grouped.agg(rows=("outcome", "size"), findings=("_finding", "sum"),
                         max_bound_ratio=("bound_ratio", "max"), median_bound_ratio=("bound_ratio", "median"))
