@@ -51,6 +51,7 @@ class Answer:
     times_ms: list[float] = field(default_factory=list)
     actual: np.ndarray | None = None
     warnings: list[tuple[str, str, int]] = field(default_factory=list)  # (category, message, count)
+    isa: str = ""  # the kernels the adapter reported for this case ('' : its worker's general answer applies)
 
 
 @dataclass
@@ -408,7 +409,7 @@ def _reference(result: CaseResult) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _answer(label: str, reply: Reply) -> Answer:
-    return Answer(label, reply.comparison, list(reply.times_ms), reply.output, list(reply.warnings))
+    return Answer(label, reply.comparison, list(reply.times_ms), reply.output, list(reply.warnings), reply.isa)
 
 
 def evaluate(spec: ConvSpec, labels: Iterable[str], pool: Pool, repeats: int = 3, case_timeout: float = 60.0,

@@ -114,18 +114,20 @@ def case_of(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, strides: 
 def run_in_worker(adapter: Any, spec: ConvSpec, values: Values) -> dict[str, Any]:
     """The engine's output on exactly these values: {'kind': 'output'|'unsupported'|'raised', 'output', 'error'}."""
     from adapters.base import Unsupported
+    from refconv.serve import case_isa
     from refconv.worker import error_text
 
+    isa = case_isa(adapter, spec)
     try:
         reason = ops.unsupported_reason(adapter, spec)
         if reason:
-            return {"kind": "unsupported", "output": None, "error": str(reason)}
+            return {"kind": "unsupported", "output": None, "error": str(reason), "isa": isa}
         call, fetch = ops.bind(adapter, spec, values)
-        return {"kind": "output", "output": np.asarray(fetch(call())), "error": ""}
+        return {"kind": "output", "output": np.asarray(fetch(call())), "error": "", "isa": isa}
     except Unsupported as exc:
-        return {"kind": "unsupported", "output": None, "error": str(exc)}
+        return {"kind": "unsupported", "output": None, "error": str(exc), "isa": isa}
     except Exception as exc:
-        return {"kind": "raised", "output": None, "error": error_text(exc)}
+        return {"kind": "raised", "output": None, "error": error_text(exc), "isa": isa}
 
 
 def _comparison(spec: ConvSpec, expected: np.ndarray, bound: np.ndarray, reply: dict[str, Any]) -> Comparison:
@@ -157,7 +159,8 @@ def evaluate_values(spec: ConvSpec, values: Values, labels: Sequence[str], handl
         except WorkerCallError as exc:  # run_in_worker catches the engine's errors; this is refconv's own
             reply = {"kind": "raised", "error": str(exc)}
         output = reply.get("output") if reply["kind"] == "output" else None
-        answers.append(Answer(label, _comparison(spec, expected, bound, reply), actual=output))
+        answers.append(Answer(label, _comparison(spec, expected, bound, reply), actual=output,
+                              isa=str(reply.get("isa", ""))))
     return answers
 
 

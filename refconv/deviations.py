@@ -42,10 +42,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from refconv.errors import SpecError
+from refconv.hardware import HARDWARE_FACTS
+from refconv.hardware import facts as hardware_facts
 from refconv.spec import ConvSpec
 
-_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "model", "toggle"}
+_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "model", "toggle", "measured"}
 _REQUIRED = ("adapter", "outcomes", "reason", "upstream", "example")
+# `when` keys that speak of the machine rather than the case: the row columns isa and cpu_features and the facts
+# refconv.hardware derives from them. An entry whose hardware conditions do not hold is "not applicable here".
+HARDWARE_KEYS = ("isa", "cpu_features") + HARDWARE_FACTS
 DERIVED = ("short_by", "short_strides", "short_over_stride", "same_slack", "c_out_is_out_w", "sw_gt_sh",
            "sh_gt_sw", "stride_gt_kernel", "depthwise",  # the last three: relations `refconv hunt` may report
            "channels_per_group")  # max(c_in, c_out) / groups: 1 only when each group has one channel both ways
@@ -129,6 +134,7 @@ class Deviation:
     when: dict[str, Any] = field(default_factory=dict)
     model: str = ""  # a refconv.deviation_models name: the row's output must match it
     toggle: str = ""  # adapter options under which the row's case must pass, e.g. "onednn=off"
+    measured: str = ""  # on which CPU and kernels the entry was measured (isa levels, CPU), in words
 
     @property
     def exact(self) -> bool:
@@ -141,10 +147,39 @@ class Deviation:
         return row.get("outcome") in self.outcomes and self.covers(str(row.get("adapter", ""))) and self.applies(row)
 
     def applies(self, row: dict[str, Any]) -> bool:
-        """Do the case conditions hold, whatever the adapter and outcome?"""
+        """Do the case and hardware conditions hold, whatever the adapter and outcome?"""
+        return self.applies_case(row) and self.hardware_holds(row.get("isa"), row.get("cpu_features"))
+
+    def applies_case(self, row: dict[str, Any]) -> bool:
+        """Do the case conditions hold (the hardware ones not asked)?"""
         # a case alone (no relation) and rows stored before ops existed: a forward conv, not a relation
         facts = {"op": "conv2d", "relation": "", **derived(row), **row}
-        return all(_holds(facts.get(column), wanted) for column, wanted in self.when.items())
+        return all(_holds(facts.get(column), wanted) for column, wanted in self.when.items()
+                   if column not in HARDWARE_KEYS)
+
+    @property
+    def hardware(self) -> dict[str, Any]:
+        """The entry's hardware conditions ({} : it holds on every machine and kernel)."""
+        return {key: wanted for key, wanted in self.when.items() if key in HARDWARE_KEYS}
+
+    def hardware_holds(self, isa: Any, cpu_features: Any) -> bool:
+        """Do the hardware conditions hold for kernels `isa` on a CPU with `cpu_features` (row columns)?"""
+        if not self.hardware:
+            return True
+        facts = {"isa": isa, "cpu_features": cpu_features, **hardware_facts(isa, cpu_features)}
+        return all(_holds(facts.get(key), wanted) for key, wanted in self.hardware.items())
+
+    def describe_hardware(self) -> str:
+        """The hardware conditions in words, e.g. 'onednn_isa in avx512_core, avx512_core_vnni'; '' if none."""
+        parts = []
+        for key, wanted in self.hardware.items():
+            if isinstance(wanted, list):
+                parts.append(f"{key} in {', '.join(map(str, wanted))}")
+            elif isinstance(wanted, dict):
+                parts.append(f"{key} {wanted.get('min', '')}..{wanted.get('max', '')}")
+            else:
+                parts.append(f"{key} = {wanted}")
+        return "; ".join(parts)
 
     def covers(self, label: str) -> bool:
         """Does the entry name this adapter label (a pinned version, tf@2.19.1, as its engine: tf)?"""
@@ -191,10 +226,10 @@ def _check_when(entry_id: str, when: Any) -> dict[str, Any]:
 
     if not isinstance(when, dict):
         raise SpecError(f"known deviation {entry_id!r}: when must be a table, got {when!r}")
-    unknown = sorted(set(when) - set(COLUMNS) - set(DERIVED))
+    unknown = sorted(set(when) - set(COLUMNS) - set(DERIVED) - set(HARDWARE_KEYS))
     if unknown:
         raise SpecError(f"known deviation {entry_id!r}: unknown when keys {unknown}; use row columns "
-                        f"(refconv.rows.COLUMNS) or derived facts {list(DERIVED)}")
+                        f"(refconv.rows.COLUMNS), derived facts {list(DERIVED)} or hardware facts {list(HARDWARE_FACTS)}")
     for key, wanted in when.items():
         if isinstance(wanted, dict) and (not wanted or set(wanted) - {"min", "max"}):
             raise SpecError(f"known deviation {entry_id!r}: when.{key} range takes min and max, got {wanted}")
@@ -228,6 +263,7 @@ def _entry(entry_id: str, entry: dict[str, Any]) -> Deviation:
         id=entry_id, adapter=tuple(adapter) if isinstance(adapter, list) else (adapter,),
         outcomes=tuple(entry["outcomes"]), reason=entry["reason"], upstream=entry["upstream"],
         example=entry["example"], when=_check_when(entry_id, entry.get("when", {})), model=model, toggle=toggle,
+        measured=str(entry.get("measured", "")),
     )
     _check_example(deviation)
     return deviation
@@ -242,7 +278,7 @@ def _check_example(deviation: Deviation) -> None:
     except (SpecError, ValueError) as exc:
         raise SpecError(f"known deviation {deviation.id!r}: example {deviation.example!r} is not a case id: "
                         f"{exc}") from None
-    if not deviation.applies(case_columns(spec)):
+    if not deviation.applies_case(case_columns(spec)):
         raise SpecError(f"known deviation {deviation.id!r}: example {deviation.example} falls outside its when "
                         f"{deviation.when}")
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 import refconv
+from refconv.hardware import cpu_features
 from refconv.worker import thread_env
 
 FRAMEWORK_MODULES = ("tensorflow", "torch", "jax", "onnxruntime")
@@ -49,8 +50,8 @@ def cpu_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 0
-    return {"model": model, "flags": " ".join(flags), "logical_cores": os.cpu_count(), "usable_cores": usable,
-            "machine": platform.machine()}
+    return {"model": model, "flags": " ".join(flags), "features": cpu_features(), "logical_cores": os.cpu_count(),
+            "usable_cores": usable, "machine": platform.machine()}
 
 
 def git_commit() -> dict[str, Any]:
@@ -111,6 +112,7 @@ def row_columns(prov: dict[str, Any]) -> dict[str, Any]:
     return {
         "host": prov.get("host", ""),
         "cpu_model": prov.get("cpu", {}).get("model", ""),
+        "cpu_features": prov.get("cpu", {}).get("features", ""),
         "python": prov.get("python", ""),
         "numpy_version": prov.get("numpy_version", ""),
         "refconv_version": prov.get("refconv_version", ""),
@@ -125,6 +127,7 @@ def _process_columns() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "cpu_model": cpu_info()["model"],
+        "cpu_features": cpu_features(),
         "python": sys.version.split()[0],
         "numpy_version": np.__version__,
         "refconv_version": refconv.__version__,

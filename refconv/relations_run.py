@@ -143,7 +143,8 @@ def relation_rows(spec: ConvSpec, label: str, verdicts: Iterable[Verdict], info:
             **base, **case, "adapter": label, "relation": v["relation"], "adapter_version": info.get("version", ""),
             "outcome": v["outcome"], "bound_ratio": v.get("bound_ratio", float("nan")),
             "tolerance_c": v.get("tolerance_c", float("nan")), "error": v.get("error", ""),
-            "settings": json.dumps(info.get("settings", {}), sort_keys=True), "repro": "", "repeats": 0,
+            "settings": json.dumps(info.get("settings", {}), sort_keys=True), "isa": info.get("isa", ""),
+            "repro": "", "repeats": 0,
         }
         row["known_deviation"] = deviations.match(row)
         rows.append(row)

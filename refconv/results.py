@@ -57,6 +57,7 @@ def build_rows(result: CaseResult, ctx: RowContext) -> list[dict[str, Any]]:
         row.update(answer.comparison.as_row())
         row.update(timing_columns(result.spec, answer.times_ms))
         row["settings"] = json.dumps(info.get("settings", {}), sort_keys=True)
+        row["isa"] = answer.isa or info.get("isa", "")
         row["repro"] = ""
         row["known_deviation"] = ""
         row.update(ctx.provenance_columns)

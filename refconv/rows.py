@@ -21,8 +21,10 @@ RESULT_COLUMNS = (
     "actual_dtype",
     "n_elements", "mismatched", "max_abs_err", "max_rel_err", "bound_ratio", "max_ulp", "tolerance_c",
     "time_ms", "time_min_ms", "time_median_ms", "repeats", "gflops", "error", "settings", "repro",
+    # the kernels the engine dispatched to on this case, as it reports them (refconv.hardware): onednn:avx2, eigen
+    "isa",
     # provenance key fields (refconv.provenance.row_columns), so concatenated runs stay self-describing
-    "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit",
+    "host", "cpu_model", "cpu_features", "python", "numpy_version", "refconv_version", "git_commit",
     # where on a Dask cluster the row was made ('' in a local run): refconv.provenance.dask_worker_label
     "worker",
 )

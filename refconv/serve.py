@@ -41,6 +41,18 @@ class Reply:
     times_ms: list[float] = field(default_factory=list)
     output: np.ndarray | None = None
     warnings: list[tuple[str, str, int]] = field(default_factory=list)  # (category, message, count)
+    isa: str = ""  # the kernels the adapter says it dispatched to on this case (refconv.hardware)
+
+
+def case_isa(adapter: Any, spec: ConvSpec | None) -> str:
+    """The adapter's `isa(spec)` (None: its general answer), '' when it has none or it fails."""
+    fn = getattr(adapter, "isa", None)
+    if not callable(fn):
+        return ""
+    try:
+        return clean_text(fn(spec))[:200]
+    except Exception:  # noqa: BLE001 - provenance must never fail a case
+        return ""
 
 
 def error_text(exc: BaseException) -> str:
@@ -137,7 +149,8 @@ def serve_case(adapter: Any, case_id: str, expected: np.ndarray, bound: np.ndarr
     # a wrong output travels back too: a witnessed known deviation is checked on the row's own output, not
     # on a second run of the case in a fresh worker (one Keras worker start cost 7 s of a 53 s run)
     kept = keep or comparison.outcome in WITNESSED_OUTCOMES
-    return Reply(comparison, list(reply["times_ms"]), reply["output"] if kept else None, _counted(caught))
+    return Reply(comparison, list(reply["times_ms"]), reply["output"] if kept else None, _counted(caught),
+                 case_isa(adapter, spec))
 
 
 def _counted(caught: list[warnings.WarningMessage]) -> list[tuple[str, str, int]]:

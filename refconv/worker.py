@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from refconv.rows import clean_text
-from refconv.serve import ERROR_CHARS, Reply, TimingLock, error_text, failed, serve, serve_case
+from refconv.hardware import cpu_features
+from refconv.serve import ERROR_CHARS, Reply, TimingLock, case_isa, error_text, failed, serve, serve_case
 from refconv.spec import ConvSpec
 
 __all__ = ["ERROR_CHARS", "Reply", "error_text", "serve", "serve_case"]  # re-exported: the worker's seams
@@ -94,6 +95,8 @@ def describe_adapter(adapter: Any) -> dict[str, Any]:
         "version": clean_text(adapter.version()),  # third-party text: any bytes, made encodable
         "settings": {clean_text(k): clean_text(v) if isinstance(v, str) else v if isinstance(v, (bool, int, float))
                      else clean_text(v) for k, v in settings.items()},
+        "isa": case_isa(adapter, None),
+        "cpu_features": cpu_features(),
         "env": thread_env(),
         "cpu_count": os.cpu_count(),
         "pid": os.getpid(),
