@@ -31,8 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from refconv.rows import clean_text
 from refconv.hardware import cpu_features
+from refconv.rows import clean_text
 from refconv.serve import ERROR_CHARS, Reply, TimingLock, case_isa, error_text, failed, serve, serve_case
 from refconv.spec import ConvSpec
 
