@@ -229,7 +229,8 @@ def _check_when(entry_id: str, when: Any) -> dict[str, Any]:
     unknown = sorted(set(when) - set(COLUMNS) - set(DERIVED) - set(HARDWARE_KEYS))
     if unknown:
         raise SpecError(f"known deviation {entry_id!r}: unknown when keys {unknown}; use row columns "
-                        f"(refconv.rows.COLUMNS), derived facts {list(DERIVED)} or hardware facts {list(HARDWARE_FACTS)}")
+                        f"(refconv.rows.COLUMNS), derived facts {list(DERIVED)} or hardware facts "
+                        f"{list(HARDWARE_FACTS)}")
     for key, wanted in when.items():
         if isinstance(wanted, dict) and (not wanted or set(wanted) - {"min", "max"}):
             raise SpecError(f"known deviation {entry_id!r}: when.{key} range takes min and max, got {wanted}")
