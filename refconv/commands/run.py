@@ -50,7 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ops to check, e.g. conv2d,grad_input,grad_filter,transpose or all (default: every op the "
                         "selected adapters offer; the random sweep stays conv2d unless its part says '@ops')")
     p.add_argument("--adapters", default=None, metavar="A,B",
-                   help="adapter labels, e.g. numpy,tf,tf:onednn=off,torch (default: every available built-in)")
+                   help="adapter labels, e.g. numpy,tf,tf:onednn=off,torch:isa=avx2 (default: every available "
+                        "built-in, plus tf:onednn=on and keras:onednn=on where TensorFlow's default here is oneDNN off)")
+    p.add_argument("--isa-matrix", action="store_true",
+                   help="also run each oneDNN engine (tf, keras, torch, torch-nn) at every oneDNN ISA level this CPU "
+                        "supports (ONEDNN_MAX_CPU_ISA, one worker per level; docs/hardware.md)")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default reports/<run-id>)")
     p.add_argument("--workers", type=_positive_int, default=None, help="cases run at once (default 1)")
     p.add_argument("--case-timeout", type=_positive_float, default=None, metavar="S",
@@ -226,10 +230,62 @@ def _override(config: Any, args: argparse.Namespace) -> None:
         config.isolation = False
 
 
-def resolve_adapters(text: str | None, local: bool = True) -> tuple[list[str], dict[str, str]]:
+# Engines whose CPU kernels are oneDNN's (TensorFlow's when it is on, PyTorch's mkldnn): `isa=<level>` caps them.
+ONEDNN_ENGINES = ("tf", "keras", "torch", "torch-nn")
+TF_ENGINES = ("tf", "keras")  # oneDNN on or off by TF_ENABLE_ONEDNN_OPTS, default by the CPU
+
+
+def split_labels(text: str) -> list[str]:
+    """Adapter labels of a comma list; 'tf:onednn=on,isa=avx2' joins an option written after a comma to its label.
+
+    >>> split_labels("numpy,tf:onednn=on,isa=avx2,torch")
+    ['numpy', 'tf:onednn=on:isa=avx2', 'torch']
+    """
+    labels: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if labels and "=" in part and ":" not in part.partition("=")[0] and "." not in part.partition("=")[0]:
+            labels[-1] += ":" + part  # key=value: an option of the label before (an adapter name has no '=')
+        else:
+            labels.append(part)
+    return labels
+
+
+def other_kernel_sides(labels: list[str]) -> list[str]:
+    """tf:onednn=on (and keras's) where TensorFlow's default here is oneDNN off, so both sides run by default.
+
+    Where the default is on, the off side is there already: the toggle witness `onednn=off` runs on failing rows.
+    """
+    from refconv import hardware
+
+    if hardware.tf_onednn_expected():
+        return []
+    return [f"{name}:onednn=on" for name in TF_ENGINES if name in labels]
+
+
+def isa_matrix(labels: list[str]) -> list[str]:
+    """Each oneDNN engine of `labels` at every oneDNN level this CPU supports (tf and keras with oneDNN on)."""
+    import adapters
+    from refconv import hardware
+
+    out: list[str] = []
+    for label in labels:
+        ref = adapters.parse(label)
+        if ref.name not in ONEDNN_ENGINES or ref.version or "isa" in ref.options or "off" in (
+                ref.options.get("onednn"), ref.options.get("mkldnn")):
+            continue
+        options = {**ref.options, **({"onednn": "on"} if ref.name in TF_ENGINES else {})}
+        out += [adapters.AdapterRef(ref.name, {**options, "isa": level}).label for level in hardware.onednn_levels()]
+    return [label for label in dict.fromkeys(out) if label not in labels]
+
+
+def resolve_adapters(text: str | None, local: bool = True,
+                     matrix: bool = False) -> tuple[list[str], dict[str, str]]:
     """(labels to run, {skipped label: reason}); a named adapter that is unknown or unavailable is an error.
 
-    With local=False (a --dask run) named adapters are only parsed: the cluster's workers check them.
+    With local=False (a --dask run) named adapters are only parsed: the cluster's workers check them. The default
+    set holds both sides of TensorFlow's oneDNN switch; `matrix` adds every oneDNN ISA level (--isa-matrix).
     """
     import adapters
     from refconv.errors import UsageError
@@ -242,9 +298,10 @@ def resolve_adapters(text: str | None, local: bool = True) -> tuple[list[str], d
                 skipped[name] = reason
             else:
                 labels.append(name)
-        return labels, skipped
+        labels += other_kernel_sides(labels)
+        return labels + (isa_matrix(labels) if matrix else []), skipped
     labels = []
-    for item in (part for part in text.split(",") if part.strip()):
+    for item in split_labels(text):
         ref = adapters.parse(item)
         reason = adapters.unavailable_reason(ref) if local else None
         if reason:
@@ -253,6 +310,12 @@ def resolve_adapters(text: str | None, local: bool = True) -> tuple[list[str], d
             labels.append(ref.label)
     if not labels:
         raise UsageError(f"--adapters names no adapter, got {text!r}")
+    if matrix:
+        for label in isa_matrix(labels):
+            reason = adapters.unavailable_reason(label) if local else None
+            if reason:
+                raise UsageError(f"adapter {label!r} is unavailable: {reason}")
+            labels.append(label)
     return labels, {}
 
 
@@ -262,7 +325,7 @@ def _new_config(args: argparse.Namespace) -> Any:
 
     selection = args.cases or cases.DEFAULT_SELECTION
     seed = 0 if args.seed is None else args.seed
-    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None)
+    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None, matrix=getattr(args, "isa_matrix", False))
     if args.dask is None:  # pinned versions (tf@2.19.1): build their environments now, a failure skips the adapter
         from refconv import envs
 
