@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,9 +134,10 @@ def check_cap(level: str, flags: frozenset[str] | set[str] | None = None) -> str
     return name
 
 
-def onednn_level_in_force(env: dict[str, str] | None = None, flags: frozenset[str] | set[str] | None = None) -> str:
+def onednn_level_in_force(env: Mapping[str, str] | None = None, flags: frozenset[str] | set[str] | None = None) -> str:
     """The level oneDNN dispatches to here: the CPU's highest, capped by ONEDNN_MAX_CPU_ISA ('' if none runs)."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     levels = onednn_levels(flags)
     if not levels:
         return ""
@@ -192,9 +194,10 @@ def tf_onednn_default(flags: frozenset[str] | set[str] | None = None, machine: s
     return any(f in flags for f in ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"))
 
 
-def tf_onednn_expected(env: dict[str, str] | None = None, flags: frozenset[str] | set[str] | None = None) -> bool:
+def tf_onednn_expected(env: Mapping[str, str] | None = None, flags: frozenset[str] | set[str] | None = None) -> bool:
     """Will a TensorFlow imported with this environment run oneDNN? (The adapter asks TF itself once imported.)"""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     chosen = parse_bool_env(env.get("TF_ENABLE_ONEDNN_OPTS"))
     return tf_onednn_default(flags) if chosen is None else chosen
 

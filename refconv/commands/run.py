@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "selected adapters offer; the random sweep stays conv2d unless its part says '@ops')")
     p.add_argument("--adapters", default=None, metavar="A,B",
                    help="adapter labels, e.g. numpy,tf,tf:onednn=off,torch:isa=avx2 (default: every available "
-                        "built-in, plus tf:onednn=on and keras:onednn=on where TensorFlow's default here is oneDNN off)")
+                        "built-in, plus tf:onednn=on and keras:onednn=on where TensorFlow's default here is "
+                        "oneDNN off)")
     p.add_argument("--isa-matrix", action="store_true",
                    help="also run each oneDNN engine (tf, keras, torch, torch-nn) at every oneDNN ISA level this CPU "
                         "supports (ONEDNN_MAX_CPU_ISA, one worker per level; docs/hardware.md)")
@@ -325,7 +326,8 @@ def _new_config(args: argparse.Namespace) -> Any:
 
     selection = args.cases or cases.DEFAULT_SELECTION
     seed = 0 if args.seed is None else args.seed
-    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None, matrix=getattr(args, "isa_matrix", False))
+    matrix = getattr(args, "isa_matrix", False)
+    labels, skipped = resolve_adapters(args.adapters, local=args.dask is None, matrix=matrix)
     if args.dask is None:  # pinned versions (tf@2.19.1): build their environments now, a failure skips the adapter
         from refconv import envs
 
