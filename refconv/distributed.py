@@ -14,6 +14,13 @@ runner stores each (case, adapter) pair once, so a result delivered twice is dro
 cluster gives up on (KilledWorker after repeated deaths, a lost scheduler) fails its case with an error the
 runner reports; `refconv run --resume` runs it again.
 
+Fleets. Workers may differ in hardware (another CPU, oneDNN capped by ONEDNN_MAX_CPU_ISA in a worker's
+environment): every row carries the `isa` its case ran on and the `cpu_features` of the worker that ran it,
+and provenance.json's `cluster.varies` names the adapters whose version, settings or kernels differ between
+workers. A worker's hardware kind for an adapter is (its `isa`, its `cpu_features`); `DaskCluster.each_kind`
+runs a case on one worker of every kind, side by side, which is how `refconv hunt --dask` tells a hardware
+condition from a case condition.
+
 Dask workers must not be daemon processes, because a daemon process may not start child processes (refconv's
 adapter workers): start them with DASK_DISTRIBUTED__WORKER__DAEMON=False (docs/cluster.md).
 `distributed` is imported only here, only when --dask is given; it is the optional extra `refconv[dask]`.
@@ -21,12 +28,17 @@ adapter workers): start them with DASK_DISTRIBUTED__WORKER__DAEMON=False (docs/c
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import Executor, Future
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refconv.errors import UsageError
+
+if TYPE_CHECKING:
+    from refconv.batch import CaseResult
+    from refconv.spec import ConvSpec
 
 CONNECT_TIMEOUT_S = 10.0  # an unreachable scheduler is reported after this long
 WORKERS_TIMEOUT_S = 60.0  # how long a scheduler without workers is waited for
@@ -176,17 +188,65 @@ class DaskCluster:
         workers = {address: {**answer["host"], "adapters": answer["adapters"]} for address, answer in found.items()}
         return first, {"scheduler": self.address, "workers": workers, "varies": _varies(workers, labels)}
 
+    def kinds(self, label: str, isolation: bool) -> dict[str, str]:
+        """{hardware kind: the first worker with it} for one adapter (see `kind`); its workers are started.
+
+        Asked again when a worker it named is gone (a restarted worker has a new address): a task pinned to a
+        gone worker would wait for it until it timed out.
+        """
+        _, prov = self.start((label,), isolation)
+        if not set(prov["workers"]) <= set(self.client.ncores()):
+            self._started.pop(((label,), isolation), None)
+            _, prov = self.start((label,), isolation)
+        out: dict[str, str] = {}
+        for address, worker in sorted(prov["workers"].items()):
+            out.setdefault(kind(worker["adapters"].get(label, {})), address)
+        return out
+
+    def each_kind(self, spec: ConvSpec, labels: tuple[str, ...], kind_of: str, repeats: int, case_timeout: float,
+                  isolation: bool) -> list[CaseResult]:
+        """One case through `labels` on one worker of each hardware kind of adapter `kind_of`, side by side.
+
+        A worker that gives no answer in time (died, lost) is left out: its kind says nothing on this case.
+        """
+        from refconv.batch import BatchTask, run_batch
+        from refconv.worker import LOAD_TIMEOUT_S
+
+        task = BatchTask(((spec, labels),), labels, repeats, case_timeout, isolation)
+        # pinned: the point is which hardware answers, so the scheduler may not move the task elsewhere
+        futures = {address: self.client.submit(run_batch, task, workers=[address], allow_other_workers=False,
+                                               pure=False) for address in self.kinds(kind_of, isolation).values()}
+        timeout = LOAD_TIMEOUT_S + LOAD_SLACK_S + case_timeout * len(labels)  # a new label set starts its workers
+        results: list[CaseResult] = []
+        try:
+            for address, future in futures.items():
+                try:
+                    results += future.result(timeout=timeout)
+                except Exception as exc:  # a lost worker: the other kinds still answer
+                    future.cancel()
+                    print(f"refconv: Dask worker {address} gave no answer on {spec.id}: {type(exc).__name__}: {exc}",
+                          file=sys.stderr)
+        finally:
+            for future in futures.values():
+                future.release()
+        return results
+
     def close(self) -> None:
         """Disconnect the client (the cluster keeps running)."""
         self.client.close()
 
 
+def kind(info: dict[str, Any]) -> str:
+    """A worker's hardware kind for an adapter, from its hello info: 'onednn:avx2 on x86-64-v4 avx2 ...'."""
+    return f"{info.get('isa', '')} on {info.get('cpu_features', '')}"
+
+
 def _varies(workers: dict[str, dict[str, Any]], labels: tuple[str, ...]) -> list[str]:
-    """Labels whose version or settings differ between workers (the rows then tell them apart)."""
+    """Labels whose version, settings or hardware kind differ between workers (the rows then tell them apart)."""
     out = []
     for label in labels:
-        seen = {(w["adapters"][label].get("version"), repr(w["adapters"][label].get("settings")))
-                for w in workers.values()}
+        seen = {(w["adapters"][label].get("version"), repr(w["adapters"][label].get("settings")),
+                 kind(w["adapters"][label])) for w in workers.values()}
         if len(seen) > 1:
             out.append(label)
     return out

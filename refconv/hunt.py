@@ -15,8 +15,13 @@ Phases (each named on stderr and in the progress bar's description):
 
 Every "does it still fail the same way" question is one case through `refconv.runner.evaluate` in the
 adapter's worker process (no timing repeats): same adapter, same outcome (for mismatch, still beyond
-tolerance). findings.json is rewritten after each problem, hunt.json holds the arguments and the time spent,
-probes.jsonl every probe's outcome; Ctrl-C keeps all of it and `refconv hunt --resume DIR` goes on.
+tolerance). On a Dask cluster (`refconv hunt --dask`, a fleet whose workers may differ in hardware) the search
+runs on the cluster and each question is asked of one worker of every hardware kind (`DaskCluster.each_kind`):
+one verdict per kind, with its `isa` and `cpu_features`, so the characterization can name the hardware a
+problem needs, with its precision and recall; the minimal case is rerun on every kind too. The metamorphic
+relations phase is left out there (its probes are not pinned to a kind). findings.json is rewritten after
+each problem, hunt.json holds the arguments and the time spent, probes.jsonl every probe's outcome (on a fleet,
+one per hardware kind); Ctrl-C keeps all of it and `refconv hunt --resume DIR` goes on.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,12 +181,14 @@ class Hunt:
     """One hunt into a run directory: search rounds and leads until the budget is spent or Ctrl-C."""
 
     def __init__(self, store: RunStore, config: HuntConfig, run_config: runner.RunConfig, progress: bool = False,
-                 argv: list[str] | None = None) -> None:
+                 argv: list[str] | None = None, cluster: Any = None) -> None:
         self.store, self.config, self.run_config = store, config, run_config
+        self.cluster = cluster  # a refconv.distributed.DaskCluster: search and probes on its workers
         self.progress, self.argv = progress, argv if argv is not None else list(sys.argv)
         self.stopped = threading.Event()
         self.problems: list[Problem] = []
-        self.probes: dict[tuple[str, str], str] = {}  # (adapter, case id) -> outcome
+        # (adapter, case id) -> outcome; on a fleet ('<adapter>|fleet', case id) -> [(hardware facts, outcome)]
+        self.probes: dict[tuple[str, str], Any] = {}
         self.engine_info: dict[str, dict[str, Any]] = {}  # engines' versions and settings, for provenance.json
         self._started = time.monotonic()
         self._spent_before = config.spent_s
@@ -227,12 +234,20 @@ class Hunt:
     def search(self, deadline: float) -> None:
         """One search round through the runner (rows stored as `refconv run` stores them)."""
         self._phase(f"search ({max(0.0, deadline - time.monotonic()):.0f} s)")
-        executor = _DeadlineExecutor(deadline, self.stopped)
-        try:
-            summary = runner.Runner(self.store, self.run_config, executor=executor, progress=self.progress,
-                                    argv=self.argv).run()
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if self.cluster is not None:
+            cluster = _DeadlineCluster(self.cluster, time.time() + deadline - time.monotonic())
+            try:
+                summary = runner.Runner(self.store, self.run_config, progress=self.progress, argv=self.argv,
+                                        cluster=cluster).run()
+            finally:
+                cluster.shutdown()
+        else:
+            executor = _DeadlineExecutor(deadline, self.stopped)
+            try:
+                summary = runner.Runner(self.store, self.run_config, executor=executor, progress=self.progress,
+                                        argv=self.argv).run()
+            finally:
+                executor.shutdown(wait=True, cancel_futures=True)
         if summary.interrupted:
             self.stopped.set()
         done = {(r["case_id"], r["adapter"]) for r in summary.rows}
@@ -246,6 +261,8 @@ class Hunt:
         Runs `refconv.relations_run`'s phase where this refconv has it: a broken relation is a row with a
         `relation` column and outcome `broken`, which becomes a lead like any other.
         """
+        if self.cluster is not None:  # a relation probe runs on one adapter worker, not on every hardware kind
+            return
         try:
             from refconv import relations_run
         except ImportError:
@@ -279,13 +296,13 @@ class Hunt:
             return
         fails = self.fails_same(lead.label, lead.outcome, None if lead.known else row, relation=lead.relation)
         spec = ConvSpec.from_id(str(row["case_id"]))
-        if fails(spec) is not True:  # it did not fail the same way again: kept as found, not shrunk
+        if not _failed(fails(spec)):  # it did not fail the same way again: kept as found, not shrunk
             print(f"refconv hunt: {lead.label} {lead.outcome} on {spec.id} did not reproduce; kept uncharacterized",
                   file=sys.stderr)
             self.config.unreproduced.append(lead.key)
             return
         bar = _Bar(self.progress, self.config.shrink_calls, f"shrink {lead.label} {lead.outcome}")
-        minimal = shrink(spec, bar.counting(lambda s: fails(s) is True), self.config.shrink_calls,
+        minimal = shrink(spec, bar.counting(lambda s: _failed(fails(s))), self.config.shrink_calls,
                          deadline=min(deadline, time.monotonic() + 0.5 * max(0.0, deadline - time.monotonic())))
         bar.close()
         if self._join(lead, minimal=minimal.id) is not None:
@@ -297,7 +314,7 @@ class Hunt:
         self._phase(f"engines on {minimal.id}")
         pid = lead.known or G.slug(G.family(lead.label), lead.outcome, lead.relation,
                                    G.condition_slug(region.conditions))[:90]
-        engine_rows = self.rerun(minimal, pid, lead.relation)
+        engine_rows = _failing_side(self.rerun(minimal, pid, lead.relation, lead.label), lead.label, lead.outcome)
         engines = {str(r["adapter"]): str(r["outcome"]) for r in engine_rows}
         mine = next((r for r in engine_rows if r["adapter"] == lead.label), {})
         known = lead.known or (str(mine.get("known_deviation") or "") or None)
@@ -334,8 +351,9 @@ class Hunt:
         return None
 
     def fails_same(self, label: str, outcome: str, new: dict[str, Any] | None,
-                   relation: str = "") -> Callable[[ConvSpec], bool | None]:
-        """The callback of shrink and characterize: True/False, or None where the adapter cannot run the case.
+                   relation: str = "") -> Callable[[ConvSpec], Any]:
+        """The callback of shrink and characterize: True/False, or None where the adapter cannot run the case;
+        on a fleet a list of (hardware facts, that verdict), one per hardware kind.
 
         Same adapter and outcome (for a relation lead: the same relation, broken again). For a NEW lead (`new`:
         its row) also inside no known deviation's region that its own case is outside of, witness or not, so
@@ -344,9 +362,19 @@ class Hunt:
         pool = runner.pool_for([label], self.config.isolation)
         allowed = _regions({**new, "adapter": label, "outcome": outcome}) if new is not None else set()
 
-        def verdict(spec: ConvSpec) -> bool | None:
+        def judge(spec: ConvSpec, got: str, hardware: dict[str, Any]) -> bool | None:
+            if got in ("unsupported", "not_applicable"):
+                return None
+            if got != outcome:
+                return False
+            row = {**case_columns(spec), **hardware, "adapter": label, "outcome": got, "relation": relation}
+            return new is None or _regions(row) <= allowed
+
+        def verdict(spec: ConvSpec) -> Any:
             if self.stopped.is_set():
                 raise runner.Cancelled(spec.id)
+            if self.cluster is not None and not relation:
+                return [(hardware, judge(spec, got, hardware)) for hardware, got in self._on_fleet(label, spec)]
             key = (f"{label}|{relation}" if relation else label, spec.id)
             got = self.probes.get(key)
             if got is None:
@@ -354,14 +382,21 @@ class Hunt:
                     runner.evaluate(spec, [label], pool, 0, self.config.case_timeout)[2][0].comparison.outcome
                 self.probes[key] = got
                 self._log_probe(key[0], spec.id, got)
-            if got in ("unsupported", "not_applicable"):
-                return None
-            if got != outcome:
-                return False
-            row = {**case_columns(spec), "adapter": label, "outcome": got, "relation": relation}
-            return new is None or _regions(row) <= allowed
+            return judge(spec, got, {})
 
         return verdict
+
+    def _on_fleet(self, label: str, spec: ConvSpec) -> list[tuple[dict[str, Any], str]]:
+        """(hardware facts, outcome) of the case on one worker of each hardware kind (asked once, logged)."""
+        key = (f"{label}|fleet", spec.id)
+        got = self.probes.get(key)
+        if got is None:
+            results = self.cluster.each_kind(spec, (label,), label, 0, self.config.case_timeout, self.config.isolation)
+            got = [(hardware_facts(r, a), a.comparison.outcome) for r in results for a in r.answers]
+            if got:  # no worker answered: asked again next time
+                self.probes[key] = got
+                self._log_probe(key[0], spec.id, got)
+        return list(got)
 
     def _relation(self, pool: Any, label: str, spec: ConvSpec, relation: str) -> str:
         """One relation on one case in the adapter's worker: its verdict's outcome."""
@@ -371,11 +406,13 @@ class Hunt:
         (verdict,) = relations_run._call(pool.handle(label), spec, [relation], self.config.case_timeout)
         return str(verdict["outcome"])
 
-    def rerun(self, spec: ConvSpec, problem_id: str, relation: str = "") -> list[dict[str, Any]]:
+    def rerun(self, spec: ConvSpec, problem_id: str, relation: str = "", label: str = "") -> list[dict[str, Any]]:
         """The minimal case on every engine (the case, or the relation), stored as rows named
-        'minimal:<problem id>' (a case row gets its repro script)."""
+        'minimal:<problem id>' (a case row gets its repro script); on a fleet, on each hardware kind of `label`."""
         labels = list(dict.fromkeys([*self.config.adapters, *self.config.engines]))
         named = spec.replace(name=MINIMAL_PREFIX + problem_id)
+        if self.cluster is not None and not relation:
+            return self._rerun_fleet(named, labels, label or labels[0])
         answers, info = [], {}
         for label in labels:  # one worker per adapter, the one the probes used
             pool = runner.pool_for([label], self.config.isolation)
@@ -389,6 +426,21 @@ class Hunt:
         result = runner.CaseResult(named, answers, {}, info)
         rows = runner.build_rows(result, runner.RowContext(self.run_config.run_id, info, provenance.row_columns(prov)))
         runner.finish_rows(self.store.dir, result, rows)
+        self.store.append(rows)
+        return rows
+
+    def _rerun_fleet(self, spec: ConvSpec, labels: list[str], kind_of: str) -> list[dict[str, Any]]:
+        """The minimal case through every engine on one worker of each hardware kind of adapter `kind_of`."""
+        results = self.cluster.each_kind(spec, tuple(labels), kind_of, 1, self.config.case_timeout,
+                                         self.config.isolation)
+        for result in results:
+            self.engine_info.update({k: v for k, v in result.adapter_info.items() if k not in self.engine_info})
+        columns = provenance.row_columns(self._provenance())
+        rows: list[dict[str, Any]] = []
+        for result in results:  # each row names the worker and hardware that made it (its host columns)
+            made = runner.build_rows(result, runner.RowContext(self.run_config.run_id, result.adapter_info, columns))
+            runner.finish_rows(self.store.dir, result, made)
+            rows += made
         self.store.append(rows)
         return rows
 
@@ -445,11 +497,13 @@ class Hunt:
             for line in probes.read_text().splitlines():
                 try:
                     item = json.loads(line)
-                    self.probes[(item["adapter"], item["case_id"])] = item["outcome"]
+                    got = item["outcome"]  # a fleet probe's: [[hardware facts, outcome], ...]
+                    self.probes[(item["adapter"], item["case_id"])] = \
+                        got if isinstance(got, str) else [(dict(hw), str(o)) for hw, o in got]
                 except (ValueError, KeyError, TypeError):  # a torn last line from a killed hunt
                     continue
 
-    def _log_probe(self, label: str, case_id: str, outcome: str) -> None:
+    def _log_probe(self, label: str, case_id: str, outcome: Any) -> None:
         with open(self.store.dir / PROBES_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps({"adapter": label, "case_id": case_id, "outcome": outcome}) + "\n")
 
@@ -502,6 +556,71 @@ class Hunt:
     def _phase(self, words: str) -> None:
         if self.progress:
             print(f"refconv hunt: {words}; {max(0.0, self.left()):.0f} s of budget left", file=sys.stderr)
+
+
+def _failed(verdict: Any) -> bool:
+    """Did a probe fail the same way: its verdict True, or on a fleet on at least one hardware kind."""
+    if isinstance(verdict, list):
+        return any(v is True for _, v in verdict)
+    return verdict is True
+
+
+def hardware_facts(result: runner.CaseResult, answer: runner.Answer) -> dict[str, Any]:
+    """The hardware an answer was made on: the kernels it ran (`isa`) and the CPU's features (`cpu_features`)."""
+    info = result.adapter_info.get(answer.label, {})
+    return {"isa": answer.isa or str(info.get("isa", "")),
+            "cpu_features": str(result.where.get("cpu_features") or info.get("cpu_features", ""))}
+
+
+def _failing_side(rows: list[dict[str, Any]], label: str, outcome: str) -> list[dict[str, Any]]:
+    """The rerun's rows of the worker where `label` failed with `outcome` (all of them when one process ran it)."""
+    sides: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        sides.setdefault(str(row.get("worker") or ""), []).append(row)
+    for side in sides.values():
+        if any(r["adapter"] == label and r["outcome"] == outcome for r in side):
+            return side
+    return next(iter(sides.values()), [])
+
+
+class _DeadlineCluster:
+    """A search round's view of a Dask cluster: a batch that starts after the deadline ends as Cancelled."""
+
+    def __init__(self, cluster: Any, deadline: float) -> None:
+        self.cluster, self.deadline = cluster, deadline  # the deadline in wall-clock time: workers read it
+        self._executors: list[Executor] = []
+
+    def start(self, labels: tuple[str, ...], isolation: bool) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        return self.cluster.start(labels, isolation)  # type: ignore[no-any-return]
+
+    def executor(self) -> Executor:
+        executor = _WallDeadlineExecutor(self.cluster.executor(), self.deadline)
+        self._executors.append(executor)
+        return executor
+
+    def shutdown(self) -> None:
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _WallDeadlineExecutor(Executor):
+    """Wraps a cluster's executor: each task first checks the wall-clock deadline where it runs."""
+
+    def __init__(self, inner: Executor, deadline: float) -> None:
+        self.inner, self.deadline = inner, deadline
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self.inner.submit(_before_deadline, self.deadline, fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.inner.shutdown(wait, cancel_futures=cancel_futures)
+
+
+def _before_deadline(deadline: float, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run on a cluster worker: fn(*args), unless the search round's deadline has passed (the runner drops it)."""
+    if time.time() >= deadline:
+        raise runner.Cancelled("hunt budget spent")
+    return fn(*args, **kwargs)
 
 
 def _regions(row: dict[str, Any]) -> set[str]:

@@ -92,3 +92,39 @@ def test_every_column_a_region_may_use_is_a_valid_known_deviation_key():
     assert {k: row[k] for k in ("sw_gt_sh", "sh_gt_sw", "stride_gt_kernel", "depthwise")} == \
         {k: derived(row)[k] for k in ("sw_gt_sh", "sh_gt_sw", "stride_gt_kernel", "depthwise")} == \
         {"sw_gt_sh": False, "sh_gt_sw": True, "stride_gt_kernel": True, "depthwise": True}
+
+
+CPU = "x86-64-v4 avx2 fma avx512f"
+CAPPED = {"isa": "onednn:avx2", "cpu_features": CPU}
+UNCAPPED = {"isa": "onednn:avx512_core_amx", "cpu_features": CPU}
+STRIDED = ConvSpec(n=1, h=1, w=1, c_in=1, c_out=1, kh=1, kw=1, strides=(1, 2), padding="VALID")
+
+
+def test_a_fleet_probe_gives_one_verdict_per_hardware_kind_and_the_region_names_the_isa():
+    # a fleet: the AVX2-capped worker fails on the strided single-channel cases, the other worker never does
+    def fails(s: ConvSpec) -> list:
+        wrong = s.c_in == 1 and s.strides[1] >= 2 and not F.facts_of(s)["empty_output"]
+        return [(CAPPED, wrong), (UNCAPPED, False)]
+
+    region = characterize(STRIDED, fails, budget=160, seed=0)
+    assert region.conditions["isa"] == "onednn:avx2" and region.conditions["c_in"] == 1
+    assert "cpu_features" not in region.conditions  # the same CPU under both: never a factor
+    assert region.precision == 1.0 and region.recall == 1.0
+    assert region.probes == len(region.samples) and region.probes % 2 == 0  # two verdicts a probe
+
+
+def test_hardware_that_does_not_vary_is_never_a_condition():
+    # one machine, or a fleet of alike workers: every verdict names the same isa, so none can tell cases apart
+    region = characterize(MINIMAL, lambda s: [(UNCAPPED, planted(s))], budget=160, seed=3)
+    assert region.conditions == {"bias": True, "c_in": 1, "n": {"min": 2}, "sw_gt_sh": True}
+    assert region.precision == 1.0 and region.recall == 1.0
+
+
+def test_a_kind_that_cannot_run_a_probe_leaves_only_the_other_kinds_verdicts():
+    def fails(s: ConvSpec) -> list:
+        return [(CAPPED, None if s.dtype == "bfloat16" else planted(s)), (UNCAPPED, False)]
+
+    region = characterize(MINIMAL, fails, budget=160, seed=3)
+    assert region.conditions["isa"] == "onednn:avx2"
+    bf16 = [failed for case_id, failed in region.samples if case_id.endswith("-bf16")]
+    assert bf16 and not any(bf16)  # only the other kind's verdicts (passes) on the cases AVX2 cannot run

@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,22 @@ def test_reports_group_by_host_when_more_than_one_host_ran():
     assert 'id="hosts"' in html_report(df, {}, {}, "t") and "## Hosts" in markdown(df, {}, {}, "t")
     one_host = df[df["host"] == "box-a"]
     assert 'id="hosts"' not in html_report(one_host, {}, {}, "t") and "## Hosts" not in markdown(one_host, {}, {}, "t")
+
+
+def _worker(isa: str, cpu: str = "x86-64-v4 avx2 avx512f") -> dict[str, Any]:
+    return {"host": "box", "adapters": {"torch": {"version": "2.13", "settings": {}, "isa": isa, "cpu_features": cpu},
+                                        "numpy": {"version": "2.3", "settings": {}, "isa": "", "cpu_features": cpu}}}
+
+
+def test_an_adapter_whose_kernels_differ_between_workers_varies_and_each_kind_has_one_worker():
+    workers = {"tcp://10.0.0.2:1": _worker("onednn:avx2"), "tcp://10.0.0.3:1": _worker("onednn:avx512_core_amx"),
+               "tcp://10.0.0.4:1": _worker("onednn:avx2"), "tcp://10.0.0.5:1": _worker("onednn:avx2", "x86-64-v3 avx2")}
+    assert refconv_dask._varies(workers, ("numpy", "torch")) == ["numpy", "torch"]  # numpy: another CPU
+    assert refconv_dask._varies({a: workers[a] for a in list(workers)[:3:2]}, ("numpy", "torch")) == []
+    client = types.SimpleNamespace(ncores=lambda: dict.fromkeys(workers, 1))  # every worker still there
+    cluster = refconv_dask.DaskCluster("tcp://10.0.0.1:8786", client=client)
+    cluster._started[(("torch",), True)] = ({}, {"workers": workers})  # as if checked in: no cluster needed
+    assert cluster.kinds("torch", True) == {  # workers alike in isa and CPU are one kind: the first of them probes
+        "onednn:avx2 on x86-64-v4 avx2 avx512f": "tcp://10.0.0.2:1",
+        "onednn:avx512_core_amx on x86-64-v4 avx2 avx512f": "tcp://10.0.0.3:1",
+        "onednn:avx2 on x86-64-v3 avx2": "tcp://10.0.0.5:1"}

@@ -97,6 +97,7 @@ def test_ctrl_c_keeps_what_was_found_and_resume_goes_on(tmp_path):
     (["--budget", "10s"], "name the adapters"),
     (["--adapters", "nosuch", "--budget", "10s"], "nosuch"),
     (["--resume", "/nonexistent/run"], "not a refconv run directory"),
+    (["--adapters", "numpy", "--budget", "10s", "--dask", "nonsense"], "tcp://HOST:8786"),  # before the run dir
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main(["hunt", *argv, "--out", str(tmp_path / "out")]) == 2
@@ -107,3 +108,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
 
 def test_budget_units():
     assert [parse_budget(t) for t in ("60s", "10m", "1h", "90", " 2.5m ")] == [60.0, 600.0, 3600.0, 90.0, 150.0]
+
+
+def test_a_cluster_search_round_drops_the_batches_that_start_after_its_deadline():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from refconv import hunt as H
+    from refconv import runner
+
+    class Cluster:  # a cluster's executor runs the task where the deadline is checked: here, a thread
+        def executor(self) -> ThreadPoolExecutor:
+            return ThreadPoolExecutor(1)
+
+    late = H._DeadlineCluster(Cluster(), time.time() - 1)
+    with pytest.raises(runner.Cancelled):  # the runner stores nothing for it; a later round runs the case
+        late.executor().submit(len, [1]).result(timeout=10)
+    on_time = H._DeadlineCluster(Cluster(), time.time() + 60)
+    assert on_time.executor().submit(len, [1, 2]).result(timeout=10) == 2
+    late.shutdown()
+    on_time.shutdown()

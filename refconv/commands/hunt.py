@@ -8,6 +8,10 @@ repro and upstream report paths), hunt.json and probes.jsonl. Ctrl-C keeps every
 
   refconv hunt --adapters tf,torch --budget 10m
   refconv hunt --adapters mypkg.conv:MyConv --budget 60s --engines numpy
+  refconv hunt --adapters torch --engines numpy --budget 10m --dask tcp://127.0.0.1:8786
+
+With --dask the search and every probe run on a Dask cluster's workers, each probe on one worker of every
+hardware kind (adapter isa and CPU features), so a problem's conditions may name the hardware it needs.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case-timeout", type=float, default=None, metavar="S",
                    help="seconds one adapter may take on one case (default 30)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="go on with an interrupted hunt")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="hunt on a Dask cluster, e.g. tcp://127.0.0.1:8786: the search there, each probe on one worker "
+                        "of every hardware kind, so conditions may name the hardware (needs refconv[dask])")
     p.add_argument("--no-isolation", action="store_true", help="run adapters in this process (debugging)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -56,13 +63,20 @@ def main(args: argparse.Namespace) -> int:
             config.budget_s = config.spent_s + hunt.parse_budget(args.budget)
     else:
         config, run_config = _new(args)
-        store = RunStore.create(Path(args.out) if args.out else Path("reports") / run_config.run_id)
-        store.write_json(hunt.HUNT_FILE, config.to_dict())
+        store = None
     if args.no_isolation:
         config.isolation = run_config.isolation = False
-    for label, reason in config.unavailable.items():
-        print(f"refconv hunt: engine {label} skipped: {reason}", file=sys.stderr)
-    summary = hunt.Hunt(store, config, run_config, progress=not args.no_progress).run()
+    cluster = _connect(args.dask, config) if args.dask else None  # before the run directory: a failure leaves none
+    try:
+        if store is None:
+            store = RunStore.create(Path(args.out) if args.out else Path("reports") / run_config.run_id)
+            store.write_json(hunt.HUNT_FILE, config.to_dict())
+        for label, reason in config.unavailable.items():
+            print(f"refconv hunt: engine {label} skipped: {reason}", file=sys.stderr)
+        summary = hunt.Hunt(store, config, run_config, progress=not args.no_progress, cluster=cluster).run()
+    finally:
+        if cluster is not None:
+            cluster.close()
     _print(summary)
     if summary.interrupted:
         print(f"refconv hunt: interrupted; findings so far kept. Continue with:\n"
@@ -81,8 +95,8 @@ def _new(args: argparse.Namespace) -> tuple[Any, Any]:
     budget = hunt.parse_budget(args.budget if args.budget is not None else "10m")
     if args.case_timeout is not None and not args.case_timeout > 0:
         raise UsageError(f"--case-timeout must be a positive number of seconds, got {args.case_timeout}")
-    labels, _ = resolve_adapters(args.adapters)
-    engines, skipped = resolve_adapters(args.engines)
+    labels, _ = resolve_adapters(args.adapters, local=args.dask is None)  # a fleet's workers check them
+    engines, skipped = resolve_adapters(args.engines, local=args.dask is None)
     seed = args.seed or 0
     selection, specs = hunt.search_cases(seed, budget)
     run_config = runner.RunConfig(
@@ -96,6 +110,20 @@ def _new(args: argparse.Namespace) -> tuple[Any, Any]:
         isolation=not args.no_isolation, unavailable=skipped,
     )
     return config, run_config
+
+
+def _connect(address: str, config: Any) -> Any:
+    """A client of the hunt's Dask cluster, whose every worker has loaded the adapters and engines."""
+    from refconv import distributed
+
+    cluster = distributed.connect(address)
+    try:
+        cluster.start(tuple(dict.fromkeys([*config.adapters, *config.engines])), config.isolation)
+    except BaseException:
+        cluster.close()
+        raise
+    print(f"refconv hunt: Dask scheduler {address}, {len(cluster.workers())} worker(s)", file=sys.stderr)
+    return cluster
 
 
 def _print(summary: Any) -> None:

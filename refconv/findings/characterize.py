@@ -13,6 +13,12 @@ learned by a greedy rule learner, as in subgroup discovery: start from "every ca
 share), as long as it drops at least two passing probes and passes CN2's likelihood-ratio significance test,
 so noise does not become conditions; then drop conditions whose removal keeps the precision.
 
+On a fleet (`refconv hunt --dask`) a probe runs on one worker of each hardware kind and `fails` answers with
+one verdict per kind: a list of (that kind's hardware facts, verdict), e.g. ({'isa': 'onednn:avx2',
+'cpu_features': ...}, True). Each is its own sample, so `isa` and `cpu_features` are factors like any other
+and a region may name the hardware it needs ("c_in = 1, isa = onednn:avx2"). Where they do not vary (one
+machine, or workers alike) no condition on them can drop a passing probe, so none is ever learned.
+
 Precision and recall are measured over every probe, the ones the region was learned from included. Probing
 stops early once a fresh random round leaves the region explaining every probe; data-dependent bugs (only
 a share of the cases in a region fail) spend the whole budget.
@@ -51,10 +57,11 @@ MAX_ROUNDS = 6
 MIN_DROPPED = 2  # passing probes a new condition must exclude
 MIN_LRS = 2.0  # and its covered probes must differ from the parent's mix (CN2's likelihood ratio, ~85%)
 OFAT_SHARE = 0.6  # at most this share of the budget goes to one-factor-at-a-time probes
-FEATURES = F.NUMERIC + F.CATEGORICAL + F.BOOLEAN
+FEATURES = F.NUMERIC + F.CATEGORICAL + F.BOOLEAN + F.HARDWARE
 POSITIVE_COLUMNS = ("n", "h", "w", "c_in", "c_out", "kh", "kw", "sh", "sw", "dh", "dw", "groups")
 
-Fails = Callable[[ConvSpec], bool | None]
+Verdict = bool | None  # failed, passed, or nothing said (the adapter cannot run the case)
+Fails = Callable[[ConvSpec], Verdict | list[tuple[dict[str, Any], Verdict]]]  # one verdict, or one per hardware kind
 Sample = tuple[dict[str, Any], bool]
 
 
@@ -65,7 +72,7 @@ class Region:
     conditions: dict[str, Any]
     precision: float | None  # failing share of probes inside the conditions
     recall: float | None  # share of failing probes inside the conditions
-    probes: int  # probes with a verdict (True or False)
+    probes: int  # verdicts (True or False): one per probe, on a fleet one per probe and hardware kind
     inside: int = 0  # of those, inside the conditions
     failing: int = 0  # of those, failing
     skipped: int = 0  # probes that said nothing (None)
@@ -301,12 +308,15 @@ class _Prober:
             return
         self.seen.add(spec.id)
         self.calls += 1
-        verdict = self.fails(spec)
-        if verdict is None:
+        answer = self.fails(spec)
+        told = [(hw, v) for hw, v in (answer if isinstance(answer, list) else [({}, answer)]) if v is not None]
+        if not told:
             self.skipped += 1
             return
-        self.samples.append((F.facts_of(spec), bool(verdict)))
-        self.log.append((spec.id, bool(verdict)))
+        case = F.facts_of(spec)
+        for hardware, verdict in told:
+            self.samples.append(({**case, **hardware}, bool(verdict)))
+            self.log.append((spec.id, bool(verdict)))
 
 
 def _random_round(spec: ConvSpec, when: dict[str, Any], prober: _Prober, rng: random.Random, size: int) -> None:
@@ -318,7 +328,7 @@ def _random_round(spec: ConvSpec, when: dict[str, Any], prober: _Prober, rng: ra
         probe = perturb(spec, rng)
         if probe is None or probe.id in prober.seen:
             continue
-        inside = F.holds(F.facts_of(probe), when)
+        inside = F.holds(F.facts_of(probe), F.case_part(when))  # every hardware kind runs it anyway
         if want[inside] > 0 or not when:
             want[inside if want[inside] > 0 else not inside] -= 1
             prober.probe(probe)
@@ -336,7 +346,7 @@ def characterize(spec: ConvSpec, fails: Fails, budget: int = 160, seed: int = 0,
         ofat.probe(probe)
     prober.calls += ofat.calls
     prober.skipped += ofat.skipped
-    anchor = F.facts_of(spec)
+    anchor = _anchor(spec, prober.samples)
     rule = learn(anchor, prober.samples)
     for _ in range(MAX_ROUNDS):
         if prober.spent:
@@ -348,6 +358,12 @@ def characterize(spec: ConvSpec, fails: Fails, budget: int = 160, seed: int = 0,
             break  # the region explains every probe, the fresh round included: stop probing
         rule = learn(anchor, prober.samples)
     return measure(as_when(rule), prober)
+
+
+def _anchor(spec: ConvSpec, samples: list[Sample]) -> dict[str, Any]:
+    """The minimal case's facts, with the hardware of its first failing verdict (probed first) where it has one."""
+    own = [values for values, failed in samples if failed and values.get("case_id", spec.id) == spec.id]
+    return own[0] if own else F.facts_of(spec)
 
 
 def measure(when: dict[str, Any], prober: _Prober) -> Region:

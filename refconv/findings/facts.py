@@ -2,8 +2,9 @@
 
 `facts(row)` is what a region's conditions are evaluated against: the case columns of `refconv.rows`,
 the derived facts of `refconv.deviations.derived` (short_by, same_slack, ...) and a few relations between
-columns that a bug may need (sw_gt_sh, sh_gt_sw, depthwise, ...). `holds(facts, when)` applies a known
-deviation's `when` form (a value, a list of values, or {min, max}).
+columns that a bug may need (sw_gt_sh, sh_gt_sw, depthwise, ...). A row, or a probe run on a fleet, adds the
+hardware it ran on (`HARDWARE`: isa, cpu_features). `holds(facts, when)` applies a known deviation's `when`
+form (a value, a list of values, or {min, max}).
 
 >>> from refconv.spec import ConvSpec
 >>> f = facts_of(ConvSpec(n=2, h=3, w=3, c_in=1, c_out=1, kh=1, kw=2, strides=(1, 2)))
@@ -24,6 +25,9 @@ NUMERIC = ("n", "h", "w", "c_in", "c_out", "kh", "kw", "sh", "sw", "dh", "dw", "
            "pad_top", "pad_bottom", "pad_left", "pad_right", "K", "short_by", "same_slack")
 CATEGORICAL = ("dtype", "layout", "padding", "activation")
 BOOLEAN = ("bias", "empty_output", "sw_gt_sh", "sh_gt_sw", "stride_gt_kernel", "depthwise", "c_out_is_out_w")
+# Row columns of the hardware a case ran on (refconv.hardware): present on a fleet's probes and on rows, never on
+# a case alone, so a region names them only where they varied between the probes (a fleet's worker kinds).
+HARDWARE = ("isa", "cpu_features")
 
 # Degenerate facts that name a row-grouping signature (`group.group_rows`): (column, condition).
 DEGENERATE: tuple[tuple[str, Any], ...] = (
@@ -55,6 +59,11 @@ def facts(row: dict[str, Any]) -> dict[str, Any]:
 def facts_of(spec: ConvSpec) -> dict[str, Any]:
     """The facts of a case (no adapter, no outcome)."""
     return facts(case_columns(spec))
+
+
+def case_part(when: dict[str, Any]) -> dict[str, Any]:
+    """The conditions on the case alone (the hardware ones dropped): what choosing a case can satisfy."""
+    return {column: wanted for column, wanted in when.items() if column not in HARDWARE}
 
 
 def _holds(value: Any, wanted: Any) -> bool:
