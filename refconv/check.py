@@ -210,7 +210,7 @@ class Session:
     def rows(self, spec: ConvSpec, values: Values, answers: list[Any], run_dir: Path | None,
              extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows as a run builds them, plus known deviations, verdicts and (given a run dir) repro scripts."""
-        from refconv import provenance, repro
+        from refconv import provenance, repro, repro_hardware
         from refconv.runner import CaseResult, RowContext, build_rows
 
         ctx = RowContext(self.run_id, self.info, provenance.row_columns(self.provenance))
@@ -220,8 +220,9 @@ class Session:
             row["known_deviation"] = known_deviation(row, ArrayWitness(spec, values, answer.actual, self))
             row["verdict"] = verdict(row)
             if run_dir is not None and row["outcome"] not in OK_OUTCOMES:
+                levels = repro_hardware.passing_levels(rows, answer.label)
                 row["repro"] = repro.write(run_dir, spec, answer.label, answer.comparison.message(answer.label, spec),
-                                           *values)
+                                           *values, row=row, passing_levels=levels)
         return rows
 
     def close(self) -> None:

@@ -5,18 +5,40 @@ stored as its uint16 bits with a flag, so neither side needs ml_dtypes), compute
 with a few lines of plain NumPy in float64, calls the framework exactly as the adapter does (templates
 for tf, torch, onnxruntime and keras below; any other adapter goes through `adapters.load(label).conv2d`),
 and prints the discrepancy. Exit status: 1 when the finding reproduces, 0 when the framework now agrees, 2 when the
-framework cannot be imported (a missing framework is not a reproduction).
+framework cannot be imported (a missing framework is not a reproduction), 3 when the output agrees but this machine
+does not run the kernels the finding was seen on ("not reproducible on this CPU (needs ...)"), which is no fix.
+
+The script records where the finding was seen (the row's `cpu_model`, `cpu_features` and `isa`), what a machine
+needs to run the same kernels (the row's known deviation's hardware conditions where it has some, else the row's
+kernels themselves) and the settings that avoid the bug (ONEDNN_MAX_CPU_ISA=<a level seen to pass>,
+TF_ENABLE_ONEDNN_OPTS=0, torch.backends.mkldnn.enabled = False). It checks them itself, without refconv: this
+CPU's /proc/cpuinfo flags (or REFCONV_REPRO_CPU_FLAGS, a stand-in CPU for tests: space-separated flags), the caps
+ONEDNN_MAX_CPU_ISA and TF_ENABLE_ONEDNN_OPTS, and the framework's own answer (TensorFlow's IsMklEnabled(),
+torch.backends.mkldnn, torch's ATen capability).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from refconv import padding
+from refconv import hardware, padding
 from refconv.compare import eps, overflow_threshold, tiny, tolerance_c
+from refconv.repro_hardware import (
+    KERNELS_ADAPTER,
+    KERNELS_CPU,
+    KERNELS_TF,
+    KERNELS_TORCH,
+    Seen,
+    docstring_safe,
+    level_name,
+    seen,
+    seen_block,
+)
 from refconv.repro_paths import REPRO_DIR, script_path
 from refconv.repro_paths import safe_name as safe_name  # re-exported: the public name of refconv.repro
 from refconv.spec import ConvSpec
@@ -38,12 +60,18 @@ def save_inputs(path: Path, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) 
 
 
 def write(run_dir: Path, spec: ConvSpec, label: str, message: str,
-          x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> str:
-    """Write the inputs (once per case) and the script; returns the script's path relative to run_dir."""
+          x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, row: Mapping[str, Any] | None = None,
+          passing_levels: Iterable[str] = ()) -> str:
+    """Write the inputs (once per case) and the script; returns the script's path relative to run_dir.
+
+    `row`: the finding's row (its isa, cpu_model, cpu_features, known_deviation), recorded in the script so that a
+    run on other kernels says "not reproducible on this CPU"; `passing_levels`: oneDNN levels that passed the case.
+    """
+    where = seen(label, row or {}, passing_levels=passing_levels)
     if spec.op != "conv2d":  # the training ops' inputs are (dy, w), (x, dy) or (y, w): refconv/grad_repro.py
         from refconv import grad_repro
 
-        return grad_repro.write(run_dir, spec, label, message, x, w)
+        return grad_repro.write(run_dir, spec, label, message, x, w, where=where)
     folder = Path(run_dir) / REPRO_DIR
     folder.mkdir(parents=True, exist_ok=True)
     npz = folder / f"{spec.id}.npz"
@@ -51,7 +79,7 @@ def write(run_dir: Path, spec: ConvSpec, label: str, message: str,
         save_inputs(npz, x, w, b)
     path = script_path(run_dir, spec.id, label)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(script(spec, label, message))
+    tmp.write_text(script(spec, label, message, where=where))
     tmp.replace(path)
     return str(path.relative_to(run_dir))
 
@@ -63,6 +91,10 @@ _HEADER = '''#!/usr/bin/env python3
 
 {message}
 case {case_id}: {words}
+{seen}
+Exit status: 1 reproduces, 0 agrees with the reference (fixed), 2 cannot run here, 3 not reproducible on this CPU
+(the output agrees, but this machine does not run the kernels it was seen on; REFCONV_REPRO_CPU_FLAGS="flag ..."
+stands in for this CPU's /proc/cpuinfo flags).
 """
 import os
 import sys
@@ -77,7 +109,7 @@ ACTIVATION = {activation!r}
 DTYPE = {dtype!r}
 EPS, TINY, C = {eps!r}, {tiny!r}, {c!r}  # tolerance: |err| <= C * (EPS * (|x| conv |w| + |b|) + TINY)
 OVERFLOW = float({overflow!r})  # the smallest magnitude that rounds to Inf in DTYPE
-
+{seen_block}
 
 def errors(actual, expected, bound):
     """(abs error, bound ratio) as refconv judges them: NaN/Inf where the reference has them, overflow to Inf."""
@@ -169,9 +201,9 @@ def framework_conv2d(x, w, b, bf16):
 _TORCH = '''
 def framework_conv2d(x, w, b, bf16):
     """torch.nn.functional.conv2d as refconv's `torch` adapter calls it (NCHW, OIHW, F.pad when asymmetric)."""
-    import torch
+    {env}import torch
     import torch.nn.functional as F
-    {threads}
+    {threads}{mkldnn}
     fmt = torch.channels_last if {channels_last!r} else torch.contiguous_format
 
     def tensor(a):
@@ -181,9 +213,10 @@ def framework_conv2d(x, w, b, bf16):
     tx = tensor(x).permute(0, 3, 1, 2).contiguous(memory_format=fmt)
     tw = tensor(w.transpose(3, 2, 0, 1)).contiguous(memory_format=fmt)
     tb = None if b is None else tensor(b)
+    pre = {pre!r}  # F.pad's (left, right, top, bottom) first where the padding is asymmetric
     with torch.no_grad():
-        if {pre!r} is not None:
-            tx = F.pad(tx, {pre!r})
+        if pre is not None:
+            tx = F.pad(tx, pre)
         y = F.conv2d(tx, tw, tb, stride={strides!r}, padding={pad!r}, dilation={dilations!r}, groups={groups!r})
         if ACTIVATION == "relu":
             y = F.relu(y)
@@ -230,7 +263,7 @@ def framework_conv2d(x, w, b, bf16):
 _KERAS = '''
 def framework_conv2d(x, w, b, bf16):
     """keras.layers.Conv2D as refconv's `keras` adapter builds it (TensorFlow backend unless KERAS_BACKEND says)."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    {env}os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -258,6 +291,7 @@ def main():
         expected = np.maximum(expected, 0)
     bound = reference(np.abs(x), np.abs(w), None if b is None else np.abs(b))
     print(f"{LABEL} on {CASE}")
+    say_seen()
     try:
         answer = framework_conv2d(x, w, b, bf16)  # an array, or (values, dtype name) where NumPy lacks the dtype
         actual, got_dtype = answer if isinstance(answer, tuple) else (answer, np.asarray(answer).dtype.name)
@@ -288,6 +322,9 @@ def main():
     if got_dtype != DTYPE:  # right values in the wrong dtype: refconv's outcome wrong_dtype
         print(f"REPRODUCED: {LABEL} returned {got_dtype}, expected {DTYPE} (the values are within tolerance)")
         return 1
+    elsewhere = not_this_cpu()  # agreeing on other kernels than the finding's is no fix: exit 3
+    if elsewhere is not None:
+        return elsewhere
     print("NOT REPRODUCED: the output agrees with the reference within tolerance, in the case's dtype")
     return 0
 
@@ -311,35 +348,56 @@ def _module_paths(label: str) -> list[str]:
     return paths
 
 
-def _framework_part(spec: ConvSpec, label: str) -> tuple[str, str]:
-    """(code of framework_conv2d, what the script needs installed)."""
+def _options(label: str) -> tuple[str, dict[str, str]]:
+    """(engine name, options) of an adapter label: 'tf:onednn=on:isa=avx2' -> ('tf', {onednn: on, isa: avx2})."""
     name, _, options_text = label.partition(":")
-    options = dict(item.partition("=")[::2] for item in options_text.split(":") if "=" in item)
-    if name == "tf" and set(options) <= {"onednn"}:
+    return name, dict(item.partition("=")[::2] for item in options_text.split(":") if "=" in item)
+
+
+def _env_lines(options: dict[str, str], torch: bool = False) -> str:
+    """The environment a variant sets before the framework's import: TF_ENABLE_ONEDNN_OPTS, ONEDNN_MAX_CPU_ISA."""
+    env = {}
+    if "onednn" in options:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if options["onednn"] == "on" else "0"
+    if "isa" in options:
+        level = level_name(options["isa"])
+        env["ONEDNN_MAX_CPU_ISA"] = level.upper()
+        if torch and level in hardware.ATEN_FOR_LEVEL:
+            env["ATEN_CPU_CAPABILITY"] = hardware.ATEN_FOR_LEVEL[level]
+    return "".join(f"os.environ[{k!r}] = {v!r}\n    " for k, v in env.items())
+
+
+def _framework_part(spec: ConvSpec, label: str) -> tuple[str, str]:
+    """(code of framework_conv2d and kernels_here, what the script needs installed)."""
+    name, options = _options(label)
+    if name == "tf" and set(options) <= {"onednn", "isa"}:
         fmt = "NCHW" if spec.layout == "NCHW" else "NHWC"
         (sh, sw), (dh, dw) = spec.strides, spec.dilations
-        env = ""
-        if "onednn" in options:
-            env = f'os.environ["TF_ENABLE_ONEDNN_OPTS"] = {("1" if options["onednn"] == "on" else "0")!r}\n    '
         return _TF.format(
-            env=env, fmt=fmt, pad=padding.for_tf(spec, fmt),
+            env=_env_lines(options), fmt=fmt, pad=padding.for_tf(spec, fmt),
             strides=[1, 1, sh, sw] if fmt == "NCHW" else [1, sh, sw, 1],
             dilations=[1, 1, dh, dw] if fmt == "NCHW" else [1, dh, dw, 1],
-        ), "tensorflow"
-    if name == "torch" and set(options) <= {"threads"}:
+        ) + KERNELS_TF, "tensorflow"
+    if name == "torch" and set(options) <= {"threads", "mkldnn", "isa"}:
         pre, pad = padding.for_torch(spec)
-        threads = f"torch.set_num_threads({int(options['threads'])})\n" if "threads" in options else ""
+        threads = f"torch.set_num_threads({int(options['threads'])})\n    " if "threads" in options else ""
+        off = options.get("mkldnn") == "off"
         return _TORCH.format(
-            threads=threads, channels_last=spec.layout == "channels_last", pre=pre, pad=pad,
+            env=_env_lines(options, torch=True), threads=threads,
+            mkldnn="torch.backends.mkldnn.enabled = False\n" if off else "",
+            channels_last=spec.layout == "channels_last", pre=pre, pad=pad,
             strides=spec.strides, dilations=spec.dilations, groups=spec.groups,
-        ), "torch"
+        ) + f"\n\nMKLDNN = {not off!r}  # the variant leaves oneDNN on" + KERNELS_TORCH, "torch"
     if name == "onnxruntime" and not options and spec.dtype != "bfloat16" and spec.layout != "channels_last":
-        return _ORT.format(pads=padding.for_onnx(spec), opset=22), "onnx and onnxruntime"
-    if name == "keras" and not options and spec.dtype != "bfloat16" and spec.layout != "channels_last":
+        return _ORT.format(pads=padding.for_onnx(spec), opset=22) + KERNELS_CPU, "onnx and onnxruntime"
+    if name == "keras" and set(options) <= {"onednn", "isa"} and spec.dtype != "bfloat16" \
+            and spec.layout != "channels_last":
         explicit = None if isinstance(spec.padding, str) else spec.padding
-        return _KERAS.format(fmt="channels_first" if spec.layout == "NCHW" else "channels_last", explicit=explicit,
-                             pad=spec.padding.lower() if isinstance(spec.padding, str) else "valid"), "keras"
-    return _GENERIC.format(label=label, paths=_module_paths(label)), f"refconv and the {label!r} adapter's framework"
+        fmt = "channels_first" if spec.layout == "NCHW" else "channels_last"
+        pad = spec.padding.lower() if isinstance(spec.padding, str) else "valid"
+        return _KERAS.format(env=_env_lines(options), fmt=fmt, explicit=explicit, pad=pad) + KERNELS_TF, "keras"
+    return (_GENERIC.format(label=label, paths=_module_paths(label)) + KERNELS_ADAPTER,
+            f"refconv and the {label!r} adapter's framework")
 
 
 def direct(spec: ConvSpec, label: str) -> bool:
@@ -347,26 +405,23 @@ def direct(spec: ConvSpec, label: str) -> bool:
     return "import adapters" not in _framework_part(spec, label)[0]
 
 
-def _docstring_safe(text: str) -> str:
-    """Text that can sit inside a triple-quoted docstring: backslashes doubled, triple quotes broken, and
-    control characters and undecodable bytes (surrogates) as escapes, so the file stays valid UTF-8."""
-    text = text.replace("\\", "\\\\").replace('"""', "'''")
-    return "".join(c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
-
-def script(spec: ConvSpec, label: str, message: str, load: str | None = None, name: str | None = None) -> str:
+def script(spec: ConvSpec, label: str, message: str, load: str | None = None, name: str | None = None,
+           where: Seen | None = None) -> str:
     """The text of a standalone repro script for one (case, adapter) finding.
 
     `load`: code defining `load_inputs()` to use instead of reading the npz beside the script (refconv.upstream
-    inlines the inputs this way); `name`: the file name the docstring tells to run.
+    inlines the inputs this way); `name`: the file name the docstring tells to run; `where`: where the finding was
+    seen (refconv.repro.seen), checked by the script before it calls a non-reproduction a fix.
     """
     framework, needs = _framework_part(spec, label)
     header = _HEADER.format(
-        needs=_docstring_safe(needs), name=_docstring_safe(name or script_path(Path("."), spec.id, label).name),
-        message=_docstring_safe(message),
+        needs=docstring_safe(needs), name=docstring_safe(name or script_path(Path("."), spec.id, label).name),
+        message=docstring_safe(message),
         case_id=spec.id, words=spec.describe(), label=label, strides=spec.strides, dilations=spec.dilations,
         groups=spec.groups, padding=spec.padding, activation=spec.activation, dtype=spec.dtype,
         eps=eps(spec.dtype), tiny=tiny(spec.dtype), c=tolerance_c(spec), overflow=repr(overflow_threshold(spec.dtype)),
         load=LOAD_NPZ.format(npz=f"{spec.id}.npz") if load is None else load,
+        seen=docstring_safe("\n".join(["", *(where.lines() if where else [])])), seen_block=seen_block(where),
     )
     return header + framework + _MAIN

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refconv import deviations, ops, repro, witness
+from refconv import deviations, ops, repro, repro_hardware, witness
 from refconv.batch import CaseResult
 from refconv.rows import case_columns, flops
 from refconv.spec import ConvSpec
@@ -77,7 +77,8 @@ def finish_rows(run_dir: Path, result: CaseResult, rows: list[dict[str, Any]]) -
             continue
         inputs = inputs or ops.inputs(result.spec)
         message = answer.comparison.message(answer.label, result.spec)
-        row["repro"] = repro.write(run_dir, result.spec, answer.label, message, *inputs)
+        row["repro"] = repro.write(run_dir, result.spec, answer.label, message, *inputs, row=row,
+                                   passing_levels=repro_hardware.passing_levels(rows, answer.label))
 
 
 class WarningLog:

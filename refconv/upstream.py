@@ -1,10 +1,13 @@
 """Upstream-ready bug reports: `<run_dir>/upstream/<problem id>.md`, one per problem, for the framework's tracker.
 
 A report holds a title, the environment (versions, CPU, the precision and thread settings the adapter
-recorded), a standalone repro script inlined in the report (NumPy and the one framework; the case's seeded
-inputs regenerated bit for bit, or embedded when they cannot be; exit 1 while the bug reproduces, 0 once
-fixed), expected against actual with numbers, the characterized conditions in words and as data, the
-toggle that avoids it, related upstream issues and, when bisected, since which version it is present.
+recorded, the CPU's features and the kernels the failing row ran: its `isa`), a standalone repro script inlined in
+the report (NumPy and the one framework; the case's seeded inputs regenerated bit for bit, or embedded when they
+cannot be; exit 1 while the bug reproduces, 0 once fixed, 3 where this machine runs other kernels than the ones
+it was seen on), expected against actual with numbers and each engine's kernels, the characterized conditions in
+words and as data with the hardware it needs, the toggle or setting that avoids it (ONEDNN_MAX_CPU_ISA at a level
+seen to pass, TF_ENABLE_ONEDNN_OPTS=0, torch.backends.mkldnn.enabled = False for oneDNN kernels), related upstream
+issues and, when bisected, since which version it is present.
 The same script sits beside the report as `<problem id>.py`. Everything that came from an adapter, a
 framework or findings.json is escaped for Markdown: code spans and fences are longer than any backtick run
 they hold, and text outside them has Markdown and HTML specials escaped.
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import refconv
-from refconv import repro
+from refconv import repro, repro_hardware
 from refconv.errors import RefconvError
 from refconv.markdown import (  # noqa: F401  (re-exported: refconv.report.problems and others use them from here)
     cell,
@@ -160,7 +163,8 @@ def write_report(run_dir: Path | str, problem: Any, rows: Any, provenance: Mappi
     script, result = None, None
     if spec is not None and spec.op == "conv2d":
         row = _row(records, str(p.get("minimal_case")), label)
-        script = standalone_script(spec, label, _message(p, row, label), path.with_suffix(".py").name)
+        script = standalone_script(spec, label, _message(p, row, label), path.with_suffix(".py").name,
+                                   where=where_seen(p, records, provenance or {}))
         _write(path.with_suffix(".py"), script)
         script_file = path.with_suffix(".py")
         result = _run_and_remember(script_file, script, timeout) if run else cached_result(script_file, script)
@@ -179,6 +183,30 @@ def _row(records: list[dict[str, Any]], case_id: str, label: str) -> dict[str, A
     return next((r for r in records if r.get("case_id") == case_id and r.get("adapter") == label), None)
 
 
+def where_seen(p: Mapping[str, Any], records: list[dict[str, Any]],
+               provenance: Mapping[str, Any]) -> repro_hardware.Seen:
+    """Where the problem's failing row was seen: its kernels, the CPU (the run's if the row lacks it), needs, avoid."""
+    label = repro_label(p)
+    row = dict(_row(records, str(p.get("minimal_case", "")), label) or {})
+    cpu: Mapping[str, Any] = provenance["cpu"] if isinstance(provenance.get("cpu"), Mapping) else {}
+    row["cpu_model"] = row.get("cpu_model") or cpu.get("model", "")
+    row["cpu_features"] = row.get("cpu_features") or cpu.get("features", "")
+    return repro_hardware.seen(label, row, _deviation(p.get("known_deviation")), passing_levels(p, records, label))
+
+
+def passing_levels(p: Mapping[str, Any], records: list[dict[str, Any]], label: str) -> list[str]:
+    """oneDNN levels at which the label's engine passed the minimal case (its rows' isa, its isa=<level> variants)."""
+    engine = label.partition(":")[0]
+    case = str(p.get("minimal_case", ""))
+    levels = repro_hardware.passing_levels([r for r in records if r.get("case_id") == case], label)
+    for variant, outcome in (p.get("engines") or {}).items():
+        options = dict(o.partition("=")[::2] for o in str(variant).split(":")[1:] if "=" in o)
+        if str(variant).partition(":")[0] == engine and outcome == "pass" and options.get("isa") \
+                and options.get("onednn") != "off":
+            levels.append(repro_hardware.level_name(options["isa"]))
+    return list(dict.fromkeys(levels))
+
+
 def _message(p: Mapping[str, Any], row: Mapping[str, Any] | None, label: str) -> str:
     title = str(p.get("title") or "")
     error = str(row.get("error") or "") if row else ""
@@ -191,14 +219,15 @@ def report_text(p: Mapping[str, Any], records: list[dict[str, Any]], provenance:
     label = repro_label(p)
     project, api, tracker = framework_of(label)
     deviation = _deviation(p.get("known_deviation"))
+    where = where_seen(p, records, provenance)
     parts = [f"# {md_text(title(p))}\n",
              f"<!-- written by refconv {md_text(refconv.__version__)} from problem {md_text(p.get('id', ''))} -->\n",
              _summary(p, records, provenance, label, project, api),
-             "## Environment\n", _environment(p, records, provenance, label, project),
+             "## Environment\n", _environment(p, records, provenance, label, project, where),
              "## Minimal reproduction\n", _reproduction(script, label, project),
              "## Expected and actual\n", _numbers(p, records, result),
-             "## When it happens\n", _conditions(p),
-             "## Workaround\n", _workaround(p, deviation),
+             "## When it happens\n", _conditions(p) + _hardware(where),
+             "## Workaround\n", _workaround(p, deviation, where),
              "## Related\n", _related(p, deviation, tracker)]
     return "\n".join(parts)
 
@@ -253,7 +282,7 @@ def _framework_version(records: list[dict[str, Any]], provenance: Mapping[str, A
 
 
 def _environment(p: Mapping[str, Any], records: list[dict[str, Any]], provenance: Mapping[str, Any], label: str,
-                 project: str) -> str:
+                 project: str, where: repro_hardware.Seen) -> str:
     info = (provenance.get("adapters") or {}).get(label) or {}
     info = info if isinstance(info, Mapping) else {}
     cpu = provenance.get("cpu") or {}
@@ -268,8 +297,10 @@ def _environment(p: Mapping[str, Any], records: list[dict[str, Any]], provenance
         ("NumPy", provenance.get("numpy_version", "")),
         ("OS", provenance.get("platform", "")),
         ("CPU", f"{cpu.get('model', '')} ({cpu.get('usable_cores', '?')} usable of {cpu.get('logical_cores', '?')}"
-                f" logical cores)" if cpu else ""),
+                f" logical cores)" if cpu else where.cpu_model),
         ("CPU vector flags", flags),
+        ("CPU features (refconv)", where.cpu_features),
+        ("kernels the failing row ran (isa)", where.isa),
         ("refconv", f"{provenance.get('refconv_version', refconv.__version__)} "
                     f"{str(git.get('commit', ''))[:12]}{' (dirty)' if git.get('dirty') else ''}"),
     ]
@@ -294,19 +325,21 @@ def _reproduction(script: str | None, label: str, project: str) -> str:
     return (f"Save as `repro.py` and run `python repro.py` (needs {md_text(needs)}). It computes the expected output "
             "with a few lines of float64 NumPy, calls the framework, and exits with status 1 while the bug "
             "reproduces, 0 once the output agrees with the reference within tolerance (2: the framework could not "
-            "be imported). The tolerance per element is C * eps(dtype) * (|x| conv |w| + |b|): the rounding error "
-            "any summation order may make.\n\n" + fence(script, "python"))
+            "be imported; 3: the output agrees but this machine does not run the kernels the bug was seen on, "
+            "\"not reproducible on this CPU\", which is no fix). The tolerance per element is "
+            "C * eps(dtype) * (|x| conv |w| + |b|): the rounding error any summation order may make.\n\n"
+            + fence(script, "python"))
 
 
 def _numbers(p: Mapping[str, Any], records: list[dict[str, Any]], result: Mapping[str, Any] | None) -> str:
     case = str(p.get("minimal_case", ""))
     engines = p.get("engines") or {}
     labels = list(dict.fromkeys([*map(str, p.get("adapters") or []), *map(str, engines)]))
-    lines = ["Every engine on the minimal case (outcome; for a comparable output, elements beyond tolerance, max "
-             "abs error and bound ratio = max |actual - expected| / (eps * bound), which a correct engine keeps below "
-             "C):\n",
-             "| engine | outcome | beyond tolerance | max abs err | bound ratio | C | shape | error |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["Every engine on the minimal case (outcome; the kernels it ran; for a comparable output, elements beyond "
+             "tolerance, max abs error and bound ratio = max |actual - expected| / (eps * bound), which a correct "
+             "engine keeps below C):\n",
+             "| engine | outcome | kernels | beyond tolerance | max abs err | bound ratio | C | shape | error |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for label in labels:
         row = _row(records, case, label) or {}
         outcome = engines.get(label) or row.get("outcome") or "(not run)"
@@ -316,14 +349,15 @@ def _numbers(p: Mapping[str, Any], records: list[dict[str, Any]], result: Mappin
             shape = f"{shape} (expected {row.get('expected_shape')})"
         error = " ".join(str(row.get("error") or "").split())
         error = error[:300] + " ..." if len(error) > 300 else error
-        cells = [code_span(label), md_text(outcome), md_text(beyond), _g(row.get("max_abs_err")),
+        cells = [code_span(label), md_text(outcome), code_span(row["isa"]) if row.get("isa") else "",
+                 md_text(beyond), _g(row.get("max_abs_err")),
                  _g(row.get("bound_ratio")), _g(row.get("tolerance_c")), md_text(shape),
                  code_span(error) if error else ""]
         lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
     text = "\n".join(lines) + "\n"
     if result is not None:
-        status = {0: "0: did NOT reproduce here", 1: "1: reproduced", 2: "2: could not run here"}.get(
-            result.get("returncode"), f"{result.get('returncode')}")  # type: ignore[arg-type]
+        code = result.get("returncode")
+        status = f"{code}: {repro_hardware.EXIT_WORDS[code]}" if code in repro_hardware.EXIT_WORDS else f"{code}"
         text += (f"\nThe script above, run with Python {md_text(result.get('python', ''))} on "
                  f"{md_text(result.get('host_platform', ''))}, exited with status {md_text(status)}; its output:\n\n"
                  + fence(str(result.get("output", "")), "text"))
@@ -359,8 +393,20 @@ def _cases(p: Mapping[str, Any]) -> str:
     return f"Cases that showed it: {shown}{more}.\n" if cases else ""
 
 
-def _workaround(p: Mapping[str, Any], deviation: Any) -> str:
-    """The toggle that avoids it: the deviation's witness, or a variant that passed the minimal case."""
+def _hardware(where: repro_hardware.Seen) -> str:
+    """The kernels and CPU it was seen on, and what a machine needs to show it ('' when not recorded)."""
+    if not (where.isa or where.cpu_features):
+        return ""
+    text = (f"\nSeen with the kernels {code_span(where.isa or '(not recorded)')} on "
+            f"{md_text(where.cpu_model or 'a CPU')} with {code_span(where.cpu_features or '(features not recorded)')}.")
+    if where.needs_words:
+        text += (f" A machine shows it only with {md_text(where.needs_words)}; elsewhere the script says "
+                 "\"not reproducible on this CPU\" (exit 3).")
+    return text + "\n"
+
+
+def _workaround(p: Mapping[str, Any], deviation: Any, where: repro_hardware.Seen | None = None) -> str:
+    """The toggle that avoids it: the deviation's witness, a variant that passed the minimal case, a kernel setting."""
     engines = {str(k): str(v) for k, v in (p.get("engines") or {}).items()}
     label = repro_label(p)
     base = label.split(":")[0]
@@ -372,9 +418,20 @@ def _workaround(p: Mapping[str, Any], deviation: Any) -> str:
         checked = (" (checked: it passed the minimal case in this run)" if engines.get(variant) == "pass"
                    else " (from the known deviation's witness)")
         lines.append(f"- {toggle_words(variant)}{checked}")
+    lines += [f"- {md_text(setting)}" for setting in (where.avoid if where else ())
+              if not _said(setting, engines, base)]
     if not lines:
         return "No toggle known to avoid it.\n"
     return "\n".join(lines) + "\n"
+
+
+def _said(setting: str, engines: Mapping[str, str], base: str) -> bool:
+    """Is a kernel setting already given as a variant that passed (tf:onednn=off for TF_ENABLE_ONEDNN_OPTS=0)?"""
+    cap = re.match(r"ONEDNN_MAX_CPU_ISA=(\S+)", setting)
+    switch = {"TF_ENABLE_ONEDNN_OPTS=0": "onednn=off", "torch.backends.mkldnn.enabled": "mkldnn=off"}
+    option = f"isa={cap.group(1).lower()}" if cap else next((o for w, o in switch.items() if setting.startswith(w)), "")
+    return bool(option) and any(v.partition(":")[0] == base and option in v.split(":")[1:] and outcome == "pass"
+                                for v, outcome in engines.items())
 
 
 def toggle_words(variant: str) -> str:
@@ -389,6 +446,9 @@ def toggle_words(variant: str) -> str:
         elif name.startswith("torch") and key == "mkldnn":
             said.append("call it inside `with torch.backends.mkldnn.flags(enabled=False):` (or set "
                         "`torch.backends.mkldnn.enabled = False`)" if value == "off" else "enable mkldnn")
+        elif key == "isa":
+            said.append(f"set the environment variable {code_span('ONEDNN_MAX_CPU_ISA=' + value.upper())} before the "
+                        "framework is imported (oneDNN's kernels capped at that level)")
         elif name.startswith("torch") and key == "threads":
             said.append(f"`torch.set_num_threads({md_text(value)})`")
         else:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from refconv import ops, repro
+from refconv import ops, repro, repro_hardware
 from refconv.errors import RefconvError
 from refconv.spec import ConvSpec
 
@@ -93,9 +93,14 @@ def inline_loader(spec: ConvSpec) -> str:
     return _embedded_loader(values)
 
 
-def standalone_script(spec: ConvSpec, label: str, message: str, name: str) -> str:
-    """The repro script of refconv.repro with the inputs inlined, so it runs on its own."""
-    return repro.script(spec, label, message, load=inline_loader(spec), name=name)
+def standalone_script(spec: ConvSpec, label: str, message: str, name: str,
+                      where: repro_hardware.Seen | None = None) -> str:
+    """The repro script of refconv.repro with the inputs inlined, so it runs on its own.
+
+    `where`: where the finding was seen (refconv.repro_hardware.seen): the script states the CPU and kernels, and
+    says "not reproducible on this CPU" (exit 3) rather than "fixed" where this machine runs other kernels.
+    """
+    return repro.script(spec, label, message, load=inline_loader(spec), name=name, where=where)
 
 
 def has_template(label: str, spec: ConvSpec | None = None) -> bool:

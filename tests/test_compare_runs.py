@@ -153,3 +153,91 @@ def test_rows_with_a_relation_column_are_keyed_by_it():
     diff = compare_runs(base, new)
     assert diff.matched == 2 and diff.regressions == 1
     assert diff.outcome_changes["relation"].tolist() == ["batch_split"]
+
+
+# --- hardware: rows whose kernels or CPU changed are set apart (docs/hardware.md) ---------------------
+
+AMX, AVX2 = "onednn:avx512_core_amx", "onednn:avx2"
+SPR, HSW = "x86-64-v4 avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 avx_vnni amx", "x86-64-v3 avx2 fma"
+
+
+def test_rows_that_differ_only_in_isa_are_set_apart_never_regressions_or_fixes():
+    base = _rows(outcome=["pass", "mismatch", "pass", "pass"], isa=[AMX] * 3 + ["eigen"], cpu_features=[SPR] * 4)
+    new = _rows(outcome=["mismatch", "pass", "pass", "pass"], isa=[AVX2] * 3 + ["eigen"], cpu_features=[SPR] * 4)
+    diff = compare_runs(base, new)
+    assert not diff.regressed and diff.regressions == 0 and diff.outcome_changes.empty
+    assert diff.hardware_rows["case_id"].tolist()[:2] == ["c0", "c1"]  # the outcome changes first
+    assert len(diff.hardware_rows) == 3 and diff.hardware_outcome_changes == 2
+    change = diff.kernel_changes.to_dict("records")
+    assert [(c["adapter"], c["isa_base"], c["isa_new"], c["rows"], c["outcome_changes"]) for c in change] == \
+        [("tf", AMX, AVX2, 3, 2)]
+    assert diff.exit_status == 3
+
+
+def test_compare_says_kernels_changed_first_and_exits_3(tmp_path, capsys):
+    base = _write_run(tmp_path / "a", _rows(outcome=["pass", "pass"], isa=[AMX, "eigen"], cpu_features=[SPR] * 2))
+    new = _write_run(tmp_path / "b", _rows(outcome=["mismatch", "pass"], isa=[AVX2, "eigen"], cpu_features=[SPR] * 2))
+    assert cli(["compare", str(base), str(new), "--out", str(tmp_path / "o")]) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("KERNELS CHANGED: 1 of 2 matched row(s) ran on other kernels or another CPU")
+    assert lines[1] == f"kernels changed: tf: {AMX} -> {AVX2} (1 row(s), 1 outcome change(s))"
+    assert lines[2].startswith("OK, KERNELS CHANGED: 0 regression(s) over 2 matched rows (1 on changed kernels")
+    md = (tmp_path / "o" / "compare.md").read_text()
+    assert md.index("KERNELS CHANGED") < md.index("## Kernels changed") < md.index("## Outcome changes")
+    assert f"{AMX} → {AVX2}" in md
+    page = (tmp_path / "o" / "compare.html").read_text()
+    assert page.index("KERNELS CHANGED") < page.index("Outcome changes")
+
+
+def test_a_changed_cpu_sets_rows_apart_even_with_the_same_kernel_names(tmp_path, capsys):
+    base = _write_run(tmp_path / "a", _rows(outcome=["pass"], isa=["mlas:avx512f"], cpu_features=[SPR]))
+    new = _write_run(tmp_path / "b", _rows(outcome=["mismatch"], isa=["mlas:avx512f"], cpu_features=[HSW]))
+    assert cli(["compare", str(base), str(new), "--out", str(tmp_path / "o")]) == 3
+    assert f"tf: mlas:avx512f (same kernels); CPU {SPR} -> {HSW}" in capsys.readouterr().out
+
+
+def test_a_regression_on_unchanged_kernels_still_exits_1_beside_changed_ones(tmp_path, capsys):
+    base = _write_run(tmp_path / "a", _rows(outcome=["pass", "pass"], isa=[AMX, "eigen"], cpu_features=[SPR] * 2))
+    new = _write_run(tmp_path / "b", _rows(outcome=["mismatch", "raised"], isa=[AVX2, "eigen"],
+                                           cpu_features=[SPR] * 2))
+    assert cli(["compare", str(base), str(new), "--out", str(tmp_path / "o")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("KERNELS CHANGED") and "REGRESSED: 1 regression(s) over 2 matched rows" in out
+
+
+def test_kernels_changed_without_an_outcome_change_exit_0():
+    base = _rows(isa=[AMX, AMX], cpu_features=[SPR] * 2)
+    new = _rows(isa=[AVX2, AVX2], cpu_features=[SPR] * 2)
+    diff = compare_runs(base, new)
+    assert diff.exit_status == 0 and len(diff.hardware_rows) == 2
+
+
+@pytest.mark.parametrize("side", ["base", "new"])
+def test_a_run_without_the_hardware_columns_compares_as_before(side):
+    old = _rows(outcome=["pass", "pass"]).drop(columns=["isa", "cpu_features"])  # a run older than the columns
+    known = _rows(outcome=["pass", "pass"], isa=[AMX] * 2, cpu_features=[SPR] * 2)
+    regressed = ["mismatch", "pass"]
+    base, new = (old, known.assign(outcome=regressed)) if side == "base" else (known, old.assign(outcome=regressed))
+    diff = compare_runs(base, new)
+    assert diff.hardware_rows.empty and diff.regressions == 1 and diff.exit_status == 1
+
+
+def test_speed_across_changed_kernels_is_flagged_never_gating():
+    n = 6
+    base = _rows(case_id=[f"c{i}" for i in range(n)], isa=[AMX] * n, cpu_features=[SPR] * n,
+                 time_min_ms=[1.0] * n, time_median_ms=[1.0] * n)
+    new = _rows(case_id=[f"c{i}" for i in range(n)], isa=[AVX2] * n, cpu_features=[SPR] * n,
+                time_min_ms=[3.0] * n, time_median_ms=[3.0] * n)
+    diff = compare_runs(base, new)
+    assert not diff.regressed and diff.timing_regressions.empty
+    row = diff.speed.iloc[0]
+    assert row["kernels"] == "changed" and not row["regression"] and "not gated" in row["flag"]
+    assert "slower beyond the factor" in row["flag"]
+
+
+def test_compare_help_documents_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit):
+        cli(["compare", "--help"])
+    out = capsys.readouterr().out
+    assert "3  nothing regressed, but rows whose kernels changed differ in outcome" in out
+    assert "2  nothing compared" in out and "1  a regression" in out

@@ -235,3 +235,99 @@ def test_a_run_killed_before_its_tables_reports_from_rows_jsonl(tmp_path):
     df = load_run(run)
     assert len(df) == 12 and (df["outcome"] == "mismatch").sum() == 1
     assert write_reports(run)[1].is_file()
+
+
+# --- hardware: each engine's kernels, the CPU, and the status of every known deviation here -------------------
+
+SPR = "x86-64-v4 avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 avx_vnni amx"
+HW_TOML = """
+[amx_bug]
+adapter = "tf"
+outcomes = ["mismatch"]
+reason = "oneDNN's AMX kernels"
+upstream = "u"
+example = "n1-6x6x2-k3x3x2-s2x2-same-f32"
+when = { onednn_isa = "avx512_core_amx", padding = "SAME" }
+measured = "Xeon 8480+, onednn:avx512_core_amx"
+
+[avx2_bug]
+adapter = "tf"
+outcomes = ["mismatch"]
+reason = "oneDNN's AVX2 kernels"
+upstream = "u"
+example = "n1-6x6x2-k3x3x2-s2x2-same-f32"
+when = { onednn_isa = "avx2" }
+measured = "test fixture"
+
+[valid_bug]
+adapter = "tf"
+outcomes = ["raised"]
+reason = "VALID only"
+upstream = "u"
+example = "n1-6x6x2-k3x3x2-s2x2-valid-f32"
+when = { padding = "VALID" }
+measured = "test fixture"
+
+[torch_bug]
+adapter = "torch"
+outcomes = ["raised"]
+reason = "no torch here"
+upstream = "u"
+example = "n1-6x6x2-k3x3x2-s2x2-same-f32"
+measured = "test fixture"
+"""
+
+
+def _hw_rows() -> pd.DataFrame:
+    from refconv.rows import case_columns
+    from refconv.spec import ConvSpec
+
+    case = case_columns(ConvSpec.from_id(PLANTED))
+    return normalize(pd.DataFrame([
+        {**case, "adapter": "tf", "outcome": "pass", "isa": "onednn:avx512_core_amx", "cpu_features": SPR},
+        {**case, "adapter": "tf:onednn=off", "outcome": "pass", "isa": "eigen", "cpu_features": SPR},
+        {**case, "adapter": "numpy", "outcome": "raised", "isa": "", "cpu_features": SPR, "known_deviation": "x"},
+    ]))
+
+
+def test_each_known_deviation_gets_its_status_here():
+    from refconv import deviations as D
+    from refconv.report.summary import deviation_statuses
+
+    table = deviation_statuses(_hw_rows(), D.parse(HW_TOML)).set_index("deviation")
+    assert table.loc["amx_bug", "status"] == "fixed here?"  # its kernels and case ran, and passed
+    assert table.loc["avx2_bug", "status"] == "not applicable here"  # no row ran oneDNN's AVX2 kernels
+    assert table.loc["valid_bug", "status"] == "not exercised"  # no VALID case
+    assert "torch_bug" not in table.index  # torch did not run: not listed
+    assert table.loc["amx_bug", "hardware"] == "onednn_isa = avx512_core_amx"
+    assert table.loc["amx_bug", "measured"] == "Xeon 8480+, onednn:avx512_core_amx"
+    assert table.loc["valid_bug", "hardware"] == "any"
+
+
+def test_rows_without_hardware_columns_never_make_an_entry_not_applicable():
+    from refconv import deviations as D
+    from refconv.report.summary import deviation_statuses
+
+    old = _hw_rows().assign(isa="", cpu_features="")
+    table = deviation_statuses(old, D.parse(HW_TOML)).set_index("deviation")
+    assert table.loc["avx2_bug", "status"] != "not applicable here"
+
+
+def test_the_reports_show_each_engines_kernels_the_cpu_and_deviation_statuses(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = _hw_rows().assign(cpu_model="Intel Xeon 8480+")
+    rows.to_csv(run / "results.csv", index=False)
+    md_path, html_path = write_reports(run)
+    md, page = md_path.read_text(), html_path.read_text()
+    assert f"CPU: Intel Xeon 8480+; features: {SPR}" in md and f"features: {SPR}" in page
+    assert "| adapter | version | isa |" in md
+    assert "| tf | | onednn:avx512_core_amx |" in md.replace("|  |", "| |")
+    assert "| tf:onednn=off | | eigen |" in md.replace("|  |", "| |")
+    assert "## Known deviations that applied, and those that did not here" in md
+    assert "not applicable here" in md and "fixed here?" in page
+
+
+def test_an_old_run_without_the_isa_column_has_no_empty_isa_column(tmp_path):
+    md = write_reports(_copy("base", tmp_path))[0].read_text()
+    assert "| adapter | version | pass |" in md and "features:" not in md.split("## Outcomes")[0]

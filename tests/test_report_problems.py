@@ -83,3 +83,16 @@ def test_an_unreadable_findings_json_falls_back_to_the_rows_with_a_note(tmp_path
     found, note = problems.load(run, df)
     assert "findings.json could not be read" in note and len(found) == 2
     assert "findings.json could not be read" in problems.html_section(found, df, note)
+
+
+def test_each_problem_names_the_kernels_its_rows_ran(tmp_path):
+    run = _run(tmp_path)
+    rows = pd.read_csv(run / "results.csv")
+    rows["isa"] = rows["adapter"].map({WRONG: "onednn:avx2", "numpy": "openblas:SapphireRapids"}).fillna("eigen")
+    rows.to_csv(run / "results.csv", index=False)
+    md_path, html_path = write_reports(run)
+    md, page = md_path.read_text(), html_path.read_text()
+    assert "- kernels: `onednn:avx2 (3 rows)`" in md and "- kernels: `eigen (1 row)`" in md
+    assert "| `numpy` | pass | `openblas:SapphireRapids` |" in md  # every engine's kernels on the minimal case
+    assert "<p><b>kernels</b>: onednn:avx2 (3 rows)</p>" in page
+    assert problems.kernels({"isa": ["onednn:avx512_core_amx"]}, load_run(run)) == "onednn:avx512_core_amx"

@@ -214,3 +214,31 @@ def test_a_known_deviations_toggle_witness_is_the_workaround(tmp_path):
     if entry.toggle == "mkldnn=off":
         assert "torch.backends.mkldnn.flags(enabled=False)" in workaround
     assert entry.upstream in text[text.index("## Related"):]
+
+
+# --- hardware: the CPU, the kernels, what a machine needs, and the settings that avoid oneDNN's bugs ------------
+
+
+def test_the_report_states_the_cpu_the_kernels_and_the_settings_that_avoid_them(tmp_path):
+    features = "x86-64-v4 avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 avx_vnni amx"
+    hw = {"cpu_model": "Intel Xeon 8480+", "cpu_features": features}
+    rows = [_row(ODD_SAME, "tf", "mismatch", isa="onednn:avx512_core_amx", mismatched=2, n_elements=18, **hw),
+            _row(ODD_SAME, "tf:isa=avx2", "pass", isa="onednn:avx2", n_elements=18, **hw),
+            _row(ODD_SAME, "tf:onednn=off", "pass", isa="eigen", n_elements=18, **hw)]
+    problem = _problem("tf", engines={"tf": "mismatch", "tf:isa=avx2": "pass", "tf:onednn=off": "pass"})
+    text = upstream.write_report(tmp_path, problem, rows, PROVENANCE).read_text()
+    environment = text[text.index("## Environment"):text.index("## Minimal reproduction")]
+    assert f"| CPU features (refconv) | `{features}` |" in environment
+    assert "| kernels the failing row ran (isa) | `onednn:avx512_core_amx` |" in environment
+    assert "| `tf:isa=avx2` | pass | `onednn:avx2` |" in text  # each engine's kernels on the minimal case
+    when = text[text.index("## When it happens"):text.index("## Workaround")]
+    assert "Seen with the kernels `onednn:avx512_core_amx`" in when and "not reproducible on this CPU" in when
+    workaround = text[text.index("## Workaround"):text.index("## Related")]
+    assert "`tf:isa=avx2`: set the environment variable `ONEDNN_MAX_CPU_ISA=AVX2`" in workaround  # seen to pass
+    assert "`tf:onednn=off`: set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`" in workaround
+    assert workaround.count("ONEDNN_OPTS") + workaround.count("ONEDNN\\_OPTS") == 1  # said once
+    assert workaround.count("MAX_CPU_ISA") + workaround.count("MAX\\_CPU\\_ISA") == 1
+    script = extract_script(text)
+    assert "SEEN_ISA = 'onednn:avx512_core_amx'" in script and "import adapters" not in script
+    assert "3: the output agrees but this machine does not run the kernels" in text
+    compile(script, "repro.py", "exec")

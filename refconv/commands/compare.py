@@ -1,10 +1,19 @@
-"""Compare two runs: outcome changes, error growth, cases in one run only, timing regressions.
+"""Compare two runs: kernels changed, outcome changes, error growth, cases in one run only, timing regressions.
 
-Rows are matched by (case_id, adapter label). Exit status 1 when anything regressed (a pass that became
-anything else, bound_ratio grown beyond --error-factor, a median time beyond --time-factor and
---time-min-ms slower; with --require-all, a row of BASE missing from NEW), 0 otherwise, so CI can gate a
-framework upgrade on it. Two runs that share no row are an error (exit 2): nothing was compared. Runs of
-different case selections or seeds, and partial overlaps, are noted:
+Rows are matched by (case_id, adapter label). A matched row whose `isa` (the kernels the engine ran) or
+`cpu_features` (the CPU) differ between the runs is set apart, "kernels changed: onednn:avx512_core_amx ->
+onednn:avx2" per adapter, said first and never counted as a regression or a fix (a run without the columns
+is unknown there: no change). Exit status, so CI can gate a framework upgrade on it:
+
+  0  nothing regressed (fixes and rows in one run only are listed);
+  1  a regression on unchanged kernels: a pass that became anything else, bound_ratio grown beyond
+     --error-factor, an adapter slower beyond --time-factor in aggregate (with --require-all, a row of
+     BASE missing from NEW too);
+  2  nothing compared: the runs share no row (or a bad path or argument);
+  3  nothing regressed, but rows whose kernels changed differ in outcome: a hardware change, not a verdict.
+
+Speed on changed kernels is listed apart and flagged, never gating. Runs of different case selections or
+seeds, and partial overlaps, are noted:
 
   refconv compare reports/before reports/after --out /tmp/cmp
 """
@@ -13,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "compare two runs and exit 1 when the new one regressed"
+HELP = "compare two runs: exit 1 on a regression, 3 when outcomes differ only on changed kernels"
 
 
 def _positive(text: str) -> float:
@@ -44,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from refconv.errors import UsageError
-    from refconv.report.diff import verdict, write_comparison
+    from refconv.report.diff import hardware_lines, verdict, write_comparison
 
     if args.time_min_ms < 0:
         raise UsageError(f"--time-min-ms must be non-negative, got {args.time_min_ms:g}")
@@ -54,9 +63,11 @@ def main(args: argparse.Namespace) -> int:
                                        require_all=args.require_all)
     except OSError as exc:
         raise UsageError(f"cannot write the comparison: {exc.strerror or exc}: {exc.filename or ''}") from None
+    for line in hardware_lines(diff):  # said first: these rows are set apart from the verdict below
+        print(line)
     print(verdict(diff))
     for note in diff.notes:
         print(f"note: {note}")
     for path in paths:
         print(f"wrote {path}")
-    return 1 if diff.regressed else 0
+    return diff.exit_status

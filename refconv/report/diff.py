@@ -11,6 +11,14 @@ Other outcome changes (fixes, one failure turning into another) and cases presen
 listed but do not gate, unless `require_all` is set: then a row of the base run missing from the new run
 regresses too. Two runs without a single row in common are an error (nothing was compared), and runs of
 different case selections or seeds say so in `notes`.
+
+Hardware is told from regressions: a matched row whose `isa` (the kernels the engine dispatched to) or
+`cpu_features` (the CPU) differ between the runs ran other code, so it is set apart ("kernels changed") and
+never counts as a regression or a fix; its outcome and error changes are listed in that section, which the
+reports put first. A side that lacks the column (a run older than it) is unknown: not a change. Speed is
+judged per adapter over its rows on unchanged kernels; its rows on changed kernels get their own line,
+flagged and never gating. Exit statuses of `refconv compare` (EXIT_*): 0 nothing regressed, 1 a regression,
+2 no shared row (or a usage error), 3 nothing regressed but rows whose kernels changed differ in outcome.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ from refconv.report.speed import CONFIDENCE, speed_table
 from refconv.thresholds import ERROR_FACTOR, TIME_FACTOR, TIME_MIN_MS
 
 KEY = ["case_id", "adapter"]
+HARDWARE = ("isa", "cpu_features")  # row columns naming the kernels and the CPU (refconv.hardware)
+EXIT_OK, EXIT_REGRESSED, EXIT_NO_SHARED_ROWS, EXIT_HARDWARE_ONLY = 0, 1, 2, 3
+KERNEL_COLUMNS = ["adapter", "isa_base", "isa_new", "cpu_features_base", "cpu_features_new", "rows",
+                  "outcome_changes"]
 # A later row kind (metamorphic relations) adds a `relation` column: rows then differ by it too.
 OPTIONAL_KEY = ("relation",)
 
@@ -54,6 +66,9 @@ class RunDiff:
     require_all: bool = False
     notes: list[str] = field(default_factory=list)  # what makes the two runs not like for like
     speed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SPEED_COLUMNS))  # per adapter
+    # matched rows whose kernels or CPU changed (set apart), and the same summed up per adapter and change
+    hardware_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    kernel_changes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=KERNEL_COLUMNS))
 
     @property
     def regressions(self) -> int:
@@ -67,6 +82,19 @@ class RunDiff:
     @property
     def regressed(self) -> bool:
         return self.regressions > 0
+
+    @property
+    def hardware_outcome_changes(self) -> int:
+        """Rows on changed kernels whose outcome differs (set apart: never regressions or fixes)."""
+        rows = self.hardware_rows
+        return int((rows["outcome_base"] != rows["outcome_new"]).sum()) if len(rows) else 0
+
+    @property
+    def exit_status(self) -> int:
+        """1 regressed; 3 no regression but outcomes differ on rows whose kernels changed; 0 otherwise."""
+        if self.regressed:
+            return EXIT_REGRESSED
+        return EXIT_HARDWARE_ONLY if self.hardware_outcome_changes else EXIT_OK
 
 
 def _dedupe(df: pd.DataFrame, key: list[str]) -> pd.DataFrame:
@@ -83,11 +111,13 @@ def compare_runs(
 ) -> RunDiff:
     """Match rows of two loaded runs by (case_id, adapter[, relation]) and collect what changed."""
     key = row_key(base, new)
-    base, new = _dedupe(base, key), _dedupe(new, key)
-    cols = key + ["outcome", "bound_ratio", "time_median_ms", "known_deviation", "error"]
+    base, new = _with_hardware(_dedupe(base, key)), _with_hardware(_dedupe(new, key))
+    cols = key + ["outcome", "bound_ratio", "time_median_ms", "known_deviation", "error", *HARDWARE]
     cols += [c for c in ("time_min_ms",) if c in base.columns and c in new.columns]  # the speed judgement's input
     merged = base[cols].merge(new[cols], on=key, how="outer", suffixes=("_base", "_new"), indicator=True)
-    both = merged[merged["_merge"] == "both"]
+    matched = merged[merged["_merge"] == "both"]
+    changed = hardware_changed(matched)
+    both = matched[~changed]  # like for like: the same kernels on the same CPU (or not known to differ)
     changes = both[both["outcome_base"] != both["outcome_new"]].copy()
     changes["regression"] = (changes["outcome_base"] == "pass") & (changes["outcome_new"] != "pass")
     changes = changes.sort_values(["regression", "adapter", "case_id"], ascending=[False, True, True])
@@ -101,6 +131,7 @@ def compare_runs(
     only_new = merged[merged["_merge"] == "right_only"][key + ["outcome_new"]]
     change_cols = key + ["outcome_base", "outcome_new", "regression", "known_deviation_base", "known_deviation_new",
                          "error_new"]
+    hardware = matched[changed]
     return RunDiff(
         outcome_changes=changes[change_cols].reset_index(drop=True),
         error_growth=grew[key + ["outcome_base", "outcome_new", "bound_ratio_base", "bound_ratio_new", "factor"]]
@@ -108,19 +139,93 @@ def compare_runs(
         timing_regressions=slow[key + ["time_median_ms_base", "time_median_ms_new", "factor"]]
         .sort_values("factor", ascending=False).reset_index(drop=True),
         only_base=only_base.reset_index(drop=True), only_new=only_new.reset_index(drop=True),
-        matched=len(both),
+        matched=len(matched),
         settings={"error_factor": error_factor, "time_factor": time_factor, "time_min_ms": time_min_ms},
-        key=key, require_all=require_all, speed=speed_table(both, time_factor),
+        key=key, require_all=require_all, speed=_speed(both, hardware, time_factor),
+        hardware_rows=_hardware_rows(hardware, key), kernel_changes=kernel_changes(hardware),
     )
+
+
+def _with_hardware(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with isa and cpu_features as text; absent (an older run) or missing reads as '' (unknown)."""
+    for column in HARDWARE:
+        values = df[column] if column in df.columns else pd.Series("", index=df.index)
+        df = df.assign(**{column: values.astype(object).where(values.notna(), "").astype(str).str.strip()})
+    return df
+
+
+def hardware_changed(merged: pd.DataFrame) -> pd.Series:
+    """Matched rows whose isa or cpu_features differ, both sides known ('' is unknown, never a change)."""
+    changed = pd.Series(False, index=merged.index)
+    for column in HARDWARE:
+        base, new = merged[f"{column}_base"], merged[f"{column}_new"]
+        changed |= (base != "") & (new != "") & (base != new)
+    return changed
+
+
+def _hardware_rows(hardware: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """The rows on changed kernels: both kernels, both outcomes and bound ratios, outcome changes first."""
+    rows = hardware.assign(outcome_changed=hardware["outcome_base"] != hardware["outcome_new"])
+    rows = rows.sort_values(["outcome_changed", "adapter", "case_id"], ascending=[False, True, True])
+    cols = key + ["isa_base", "isa_new", "outcome_base", "outcome_new", "bound_ratio_base", "bound_ratio_new"]
+    return rows[cols].reset_index(drop=True)
+
+
+def kernel_changes(hardware: pd.DataFrame) -> pd.DataFrame:
+    """Per adapter and change of kernels or CPU: the rows it covers and how many of them changed outcome."""
+    if hardware.empty:
+        return pd.DataFrame(columns=KERNEL_COLUMNS)
+    work = hardware.assign(_changed=(hardware["outcome_base"] != hardware["outcome_new"]).astype(int))
+    groups = work.groupby(KERNEL_COLUMNS[:5], sort=True)
+    table = groups.agg(rows=("_changed", "size"), outcome_changes=("_changed", "sum")).reset_index()
+    return table[KERNEL_COLUMNS]
+
+
+def kernel_words(change: dict[str, Any]) -> str:
+    """'tf: onednn:avx512_core_amx -> onednn:avx2 (4 rows, 2 outcome changes)', the CPU named when it changed."""
+    isa_b, isa_n = change["isa_base"] or "?", change["isa_new"] or "?"
+    kernels = f"{isa_b} -> {isa_n}" if isa_b != isa_n else f"{isa_b} (same kernels)"
+    cpu_b, cpu_n = change["cpu_features_base"], change["cpu_features_new"]
+    cpu = f"; CPU {cpu_b} -> {cpu_n}" if cpu_b and cpu_n and cpu_b != cpu_n else ""
+    return (f"{change['adapter']}: {kernels}{cpu} ({int(change['rows'])} row(s), "
+            f"{int(change['outcome_changes'])} outcome change(s))")
+
+
+def hardware_lines(diff: RunDiff) -> list[str]:
+    """The kernels-changed statement, one line per adapter and change ([] when the kernels are the same)."""
+    rows = len(diff.hardware_rows)
+    if not rows:
+        return []
+    head = (f"KERNELS CHANGED: {rows} of {diff.matched} matched row(s) ran on other kernels or another CPU "
+            f"(isa or cpu_features differ); set apart, never counted as regressions or fixes; "
+            f"{diff.hardware_outcome_changes} of them changed outcome")
+    changes = [{str(k): v for k, v in c.items()} for c in diff.kernel_changes.to_dict("records")]
+    return [head] + [f"kernels changed: {kernel_words(c)}" for c in changes]
+
+
+def _speed(both: pd.DataFrame, hardware: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Speed per adapter on unchanged kernels (gating), and on changed kernels (flagged, never gating)."""
+    same = speed_table(both, factor).assign(kernels="same", flag="")
+    if hardware.empty:
+        return same
+    changed = speed_table(hardware, factor)
+    flag = changed["regression"].map({True: "kernels changed; slower beyond the factor: not gated",
+                                      False: "kernels changed: not gated"})
+    changed = changed.assign(kernels="changed", flag=flag, regression=False)
+    parts = [t for t in (same, changed) if len(t)]
+    return pd.concat(parts, ignore_index=True) if parts else same
 
 
 def _sections(diff: RunDiff) -> list[tuple[str, str, pd.DataFrame]]:
     s = diff.settings
-    return [
+    kernels = [("kernels", "Kernels changed (isa or cpu_features differ: set apart, never regressions or fixes)",
+                diff.kernel_changes), ("kernel-rows", "Rows on changed kernels", diff.hardware_rows)]
+    return (kernels if len(diff.hardware_rows) else []) + [
         ("changes", "Outcome changes (pass → other is a regression)", diff.outcome_changes),
         ("errors", f"Error growth (new bound_ratio > {s['error_factor']:g} × max(base, 1))", diff.error_growth),
         ("speed", f"Speed per adapter (geometric mean of new/base minimum time over cases, {CONFIDENCE:.0%} "
-                  f"bootstrap interval; regresses when its lower end > {s['time_factor']:g})", diff.speed),
+                  f"bootstrap interval; regresses when its lower end > {s['time_factor']:g}; rows on changed "
+                  "kernels judged apart, flagged, never gating)", diff.speed),
         ("timings", f"Per-row timing changes (median > {s['time_factor']:g}× and > {s['time_min_ms']:g} ms slower; "
                     "listed, never gating alone)", diff.timing_regressions),
         ("only-base", "Only in the base run" + (" (missing from the new run: regressions, --require-all)"
@@ -130,9 +235,10 @@ def _sections(diff: RunDiff) -> list[tuple[str, str, pd.DataFrame]]:
 
 
 def verdict(diff: RunDiff) -> str:
-    """One line: REGRESSED or OK with the counts."""
-    head = "REGRESSED" if diff.regressed else "OK"
-    return (f"{head}: {diff.regressions} regression(s) over {diff.matched} matched rows; "
+    """One line: REGRESSED, KERNELS CHANGED (no regression; outcomes differ on changed kernels) or OK, with counts."""
+    head = {EXIT_REGRESSED: "REGRESSED", EXIT_HARDWARE_ONLY: "OK, KERNELS CHANGED"}.get(diff.exit_status, "OK")
+    apart = f" ({len(diff.hardware_rows)} on changed kernels, set apart)" if len(diff.hardware_rows) else ""
+    return (f"{head}: {diff.regressions} regression(s) over {diff.matched} matched rows{apart}; "
             f"{len(diff.outcome_changes)} outcome change(s), {len(diff.error_growth)} error growth, "
             f"{int(diff.speed['regression'].sum())} slower adapter(s), "
             f"{len(diff.timing_regressions)} per-row timing change(s), {len(diff.only_base)} only in base, "
@@ -166,7 +272,11 @@ def run_notes(base_args: dict[str, Any], new_args: dict[str, Any], diff: RunDiff
 
 
 def markdown(diff: RunDiff, base: str, new: str) -> str:
-    parts = [f"# refconv compare\n\nbase: `{base}`  \nnew: `{new}`\n\n**{verdict(diff)}**\n"]
+    """compare.md: the kernels-changed statement first, then the verdict, notes and one section per kind."""
+    parts = [f"# refconv compare\n\nbase: `{base}`  \nnew: `{new}`\n"]
+    lines = [H.md_inline(line.replace(" -> ", " → ")) for line in hardware_lines(diff)]
+    parts += [f"- **{line}**" if i == 0 else f"- {line}" for i, line in enumerate(lines)]
+    parts += [f"\n**{verdict(diff)}**\n"]
     parts += [f"- note: {note}" for note in diff.notes]
     for _, title, table in _sections(diff):
         parts += [f"\n## {title} ({len(table)})\n", H.md_table(table, index=False, cap=100)]
@@ -174,8 +284,11 @@ def markdown(diff: RunDiff, base: str, new: str) -> str:
 
 
 def html_page(diff: RunDiff, base: str, new: str) -> str:
+    """compare.html: the kernels-changed statement first, then the verdict, notes and the sections."""
     cls = "bad" if diff.regressed else "good"
-    intro = (f"<p>base: <code>{H.esc(base)}</code><br>new: <code>{H.esc(new)}</code></p>"
+    kernels = "".join(f"<p><b>{H.esc(line)}</b></p>" if i == 0 else f'<p class="small">{H.esc(line)}</p>'
+                      for i, line in enumerate(hardware_lines(diff)))
+    intro = (f"<p>base: <code>{H.esc(base)}</code><br>new: <code>{H.esc(new)}</code></p>{kernels}"
              f'<p class="{cls}">{H.esc(verdict(diff))}</p>'
              + "".join(f"<p>note: {H.esc(note)}</p>" for note in diff.notes))
     sections = [(a, f"{t} ({len(df)})", H.table(df, index=False, cap=300)) for a, t, df in _sections(diff)]

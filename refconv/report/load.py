@@ -16,7 +16,7 @@ TEXT_COLUMNS = (
     "run_id", "case_id", "case_name", "values", "layer", "model",
     "dtype", "padding", "layout", "activation", "adapter", "relation", "adapter_version",
     "outcome", "known_deviation", "expected_shape", "actual_shape", "actual_dtype", "error", "settings", "repro",
-    "host", "cpu_model", "python", "numpy_version", "refconv_version", "git_commit", "worker",
+    "isa", "host", "cpu_model", "cpu_features", "python", "numpy_version", "refconv_version", "git_commit", "worker",
 )
 NUMERIC_COLUMNS = (
     "n", "h", "w", "c_in", "c_out", "kh", "kw", "sh", "sw", "dh", "dw", "groups", "pad_top", "pad_bottom",

@@ -3,9 +3,9 @@
 Problems come from the run's findings.json (`refconv hunt` writes it) when there is one, else from grouping
 the rows (`refconv.findings.group.group_rows`); this module renders them and never groups by itself. For
 each problem: the minimal case in words, its characterization (conditions, precision, recall, probes when
-measured), every engine's outcome on the minimal case side by side (with the bound ratio where a row of
-that case exists), the known deviation that explains it or NEW, and links to its repro script and its
-upstream report (`refconv.upstream`, written here for every problem).
+measured), the kernels its failing rows ran (their `isa`), every engine's outcome and kernels on the minimal case
+side by side (with the bound ratio where a row of that case exists), the known deviation that explains it or NEW,
+and links to its repro script and its upstream report (`refconv.upstream`, written here for every problem).
 """
 
 from __future__ import annotations
@@ -108,11 +108,28 @@ def _engine_rows(problem: dict[str, Any], df: pd.DataFrame) -> pd.DataFrame:
         row = mine[mine["adapter"] == label]
         first = row.iloc[0] if len(row) else None
         outcome = engines.get(label) or (str(first["outcome"]) if first is not None else "(not run)")
-        out.append({"engine": label, "outcome": outcome,
+        out.append({"engine": label, "outcome": outcome, "kernels": str(first["isa"]) if first is not None else "",
                     "bound_ratio": first["bound_ratio"] if first is not None else float("nan"),
                     "max_abs_err": first["max_abs_err"] if first is not None else float("nan"),
                     "fails here": "yes" if label in failing else ""})
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    if "kernels" in table and not (table["kernels"] != "").any():
+        table = table.drop(columns="kernels")  # a run older than the isa column: no empty column
+    return table
+
+
+def kernels(problem: dict[str, Any], df: pd.DataFrame) -> str:
+    """The kernels the problem's failing rows ran: 'onednn:avx512_core_amx (3 rows)'; its own `isa` field first."""
+    if problem.get("isa"):  # a findings.json that records them
+        found = problem["isa"]
+        return ", ".join(map(str, found)) if isinstance(found, (list, tuple)) else str(found)
+    if "isa" not in df.columns:
+        return ""
+    adapters = [str(a) for a in problem.get("adapters") or []]
+    cases = [str(c) for c in problem.get("cases") or []] or [str(problem.get("minimal_case", ""))]
+    mine = df[df["adapter"].isin(adapters) & df["case_id"].isin(cases) & (df["outcome"] != "pass")]
+    counts = mine["isa"].astype(str).value_counts()
+    return ", ".join(f"{isa} ({n} row{'s' if n != 1 else ''})" for isa, n in counts.items() if isa)
 
 
 def _case_text(problem: dict[str, Any]) -> str:
@@ -167,13 +184,13 @@ def html_section(problems: list[dict[str, Any]], df: pd.DataFrame, note: str = "
         out.append(f'<p class="small">{H.esc(note)}</p>')
     cases = _minimal_rows(problems, df)
     for i, problem in enumerate(problems[:PROBLEMS_CAP], 1):
-        out.append(_html_problem(i, problem, cases))
+        out.append(_html_problem(i, problem, cases, kernels(problem, df)))
     if len(problems) > PROBLEMS_CAP:
         out.append(f'<p class="small">… and {len(problems) - PROBLEMS_CAP} more problems (findings.json).</p>')
     return "".join(out)
 
 
-def _html_problem(i: int, problem: dict[str, Any], df: pd.DataFrame) -> str:
+def _html_problem(i: int, problem: dict[str, Any], df: pd.DataFrame, isa: str = "") -> str:
     dev = str(problem.get("known_deviation") or "")
     badge = '<span class="pill">known</span>' if dev else '<span class="pill bad">NEW</span>'
     known = (f"<p><b>known deviation</b> <code>{H.esc(dev)}</code>: {H.upstream(_deviation_upstream(dev))}</p>"
@@ -189,6 +206,7 @@ def _html_problem(i: int, problem: dict[str, Any], df: pd.DataFrame) -> str:
             f'<p><b>minimal case</b> <span class="id">{H.esc(problem.get("minimal_case", ""))}</span>: '
             f"{H.esc(_case_text(problem))}</p>"
             f"<p><b>where</b>: {H.esc(_characterization(problem))}</p>"
+            + (f"<p><b>kernels</b>: {H.esc(isa)}</p>" if isa else "") +
             f"<p><b>seen in</b> {int(problem.get('rows') or 0)} failing row(s) over {len(cases)} case(s); "
             f"failing: {H.esc(', '.join(map(str, problem.get('adapters') or [])))}. {links}</p>{since}"
             f"<p><b>engines on the minimal case</b>:</p>{engines}</div>")
@@ -208,13 +226,13 @@ def md_section(problems: list[dict[str, Any]], df: pd.DataFrame, note: str = "")
         out.append(f"_{upstream.md_text(note)}_\n")
     cases = _minimal_rows(problems, df)
     for i, problem in enumerate(problems[:PROBLEMS_CAP], 1):
-        out.append(_md_problem(i, problem, cases))
+        out.append(_md_problem(i, problem, cases, kernels(problem, df)))
     if len(problems) > PROBLEMS_CAP:
         out.append(f"… and {len(problems) - PROBLEMS_CAP} more problems (findings.json).\n")
     return "\n".join(out)
 
 
-def _md_problem(i: int, problem: dict[str, Any], df: pd.DataFrame) -> str:
+def _md_problem(i: int, problem: dict[str, Any], df: pd.DataFrame, isa: str = "") -> str:
     md, code = upstream.md_text, upstream.code_span
     dev = str(problem.get("known_deviation") or "")
     if dev:
@@ -227,9 +245,12 @@ def _md_problem(i: int, problem: dict[str, Any], df: pd.DataFrame) -> str:
                                                                          ("upstream_report", "upstream report"))
              if problem.get(key)]
     engines = _engine_rows(problem, df)
-    table = ["| engine | outcome | bound ratio | max abs err |", "|---|---|---|---|"]
+    shown = "kernels" in engines.columns
+    table = ["| engine | outcome |" + (" kernels |" if shown else "") + " bound ratio | max abs err |",
+             "|---|---|" + ("---|" if shown else "") + "---|---|"]
     for r in engines.to_dict("records"):
-        cells = [code(r["engine"]) + (" (fails)" if r["fails here"] else ""), md(r["outcome"]),
+        kernel_cell = [code(r["kernels"]) if r["kernels"] else ""] if shown else []
+        cells = [code(r["engine"]) + (" (fails)" if r["fails here"] else ""), md(r["outcome"]), *kernel_cell,
                  md(H.fmt(r["bound_ratio"])), md(H.fmt(r["max_abs_err"]))]
         table.append("| " + " | ".join(upstream.cell(c) for c in cells) + " |")
     lines = [f"### {i}. {md(problem.get('title') or upstream.title(problem))}\n",
@@ -237,6 +258,8 @@ def _md_problem(i: int, problem: dict[str, Any], df: pd.DataFrame) -> str:
              f"case(s); {' · '.join(links)}",
              f"- minimal case {code(problem.get('minimal_case', ''))}: {md(_case_text(problem))}",
              f"- where: {code(_characterization(problem))}"]
+    if isa:
+        lines.append(f"- kernels: {code(isa)}")
     if problem.get("present_since"):
         lines.append(f"- present since {md(problem['present_since'])}")
     return "\n".join(lines) + "\n\n" + "\n".join(table) + "\n"

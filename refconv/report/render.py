@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,25 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def overview(df: pd.DataFrame) -> pd.DataFrame:
-    """outcomes(df) with each adapter's version and the pass rate in percent."""
+    """outcomes(df) with each adapter's version, the kernels it ran (isa) and the pass rate in percent."""
     table = summary.outcomes(df)
     versions = df.groupby("adapter")["adapter_version"].agg(lambda s: ", ".join(sorted(set(s) - {""})))
     table.insert(0, "version", versions.reindex(table.index).fillna(""))
+    isa = summary.kernels(df).reindex(table.index).fillna("")
+    if (isa != "").any():  # a run older than the isa column has none to show
+        table.insert(1, "isa", isa)
     table["pass_rate"] = (table["pass_rate"] * 100).round(1).map(lambda v: "" if pd.isna(v) else f"{v:g}%")
     return table
+
+
+def cpu_line(df: pd.DataFrame, provenance: dict[str, Any]) -> str:
+    """'CPU: <model>; features: x86-64-v4 avx2 ...' from the rows (several on a fleet), else provenance; '' if none."""
+    cpu: dict[str, Any] = provenance["cpu"] if isinstance(provenance.get("cpu"), dict) else {}
+    features = summary.cpu_features(df) or ([str(cpu["features"])] if cpu.get("features") else [])
+    models = sorted(set(df["cpu_model"].astype(str)) - {""}) or ([str(cpu["model"])] if cpu.get("model") else [])
+    if not (features or models):
+        return ""
+    return f"CPU: {' | '.join(models) or '(model not recorded)'}; features: {' | '.join(features) or '(not recorded)'}"
 
 
 def _verdict(df: pd.DataFrame) -> tuple[int, int, int]:
@@ -103,7 +117,8 @@ def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[st
     verdict = (
         f'<p><span class="{"bad" if n_find > n_known else "good"}">{n_find} finding(s)</span> '
         f"({n_known} explained by known deviations) over {len(df)} rows, {df['case_id'].nunique()} cases, "
-        f"{n_adapters} adapter(s): {n_problems} distinct problem(s), {n_new} new.</p>{READ_ME}"
+        f"{n_adapters} adapter(s): {n_problems} distinct problem(s), {n_new} new.</p>"
+        + (f"<p>{H.esc(line)}</p>" if (line := cpu_line(df, provenance)) else "") + READ_ME
     )
     sections = [
         ("overview", "Overview", _html_overview(df, provenance, arguments)),
@@ -116,7 +131,7 @@ def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[st
         ("geometry", "Padding geometry (SAME cases)", _html_geometry(df)),
         ("timings", "Timings", _html_timings(df)),
         ("capability", "Capability matrix", _html_capability(df)),
-        ("deviations", "Known deviations that applied", _html_deviations(df)),
+        ("deviations", DEVIATIONS_TITLE, _html_deviations(df)),
         *([("warnings", "Warnings", WARNINGS_NOTE + H.table(warned, cap=None, index=False))]
           if warned is not None and len(warned) else []),
     ]
@@ -126,7 +141,8 @@ def html_report(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[st
 
 
 # Provenance fields shown in the overview; the whole record is one click away (it runs to a hundred lines).
-KEY_PROVENANCE = ("refconv_version", "git.commit", "python", "numpy_version", "cpu.model", "cpu.usable_cores",
+KEY_PROVENANCE = ("refconv_version", "git.commit", "python", "numpy_version", "cpu.model", "cpu.features",
+                  "cpu.usable_cores",
                   "host", "started_utc", "finished_utc", "command")
 
 
@@ -332,9 +348,17 @@ def _html_capability(df: pd.DataFrame) -> str:
     return out + "<h3>Reasons given for declining</h3>" + H.table(summary.unsupported_reasons(df), index=False)
 
 
+DEVIATIONS_TITLE = "Known deviations that applied, and those that did not here"
+DEVIATIONS_NOTE = (
+    "Every known deviation of this run's adapters, with its status here: <b>applied</b>: it explains rows of this "
+    "run; <b>fixed here?</b>: rows of its adapters fall inside its conditions, hardware included, but it explains "
+    "none; <b>not applicable here</b>: no row of its adapters ran on the kernels and CPU it needs (its hardware "
+    "conditions); <b>not exercised</b>: no row of its adapters inside its conditions.")
+
+
 def _html_deviations(df: pd.DataFrame) -> str:
-    table = summary.deviations(df)
-    return H.table(table, index=False, cells={"upstream": H.upstream})
+    table = summary.deviation_statuses(df)
+    return f"<p>{DEVIATIONS_NOTE}</p>" + H.table(table, index=False, cells={"upstream": H.upstream})
 
 
 # --- Markdown ------------------------------------------------------------------------------------
@@ -345,8 +369,10 @@ def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, 
     """The whole summary.md as a string (the short form of report.html)."""
     problems = P.load_rows(df) if problems is None else problems
     n_find, n_known, n_adapters = _verdict(df)
+    cpu = cpu_line(df, provenance)
     parts = [f"# {title}\n", f"**{n_find} finding(s)** ({n_known} explained by known deviations) over {len(df)} "
-             f"rows, {df['case_id'].nunique()} cases, {n_adapters} adapter(s). Details, plots: report.html.\n",
+             f"rows, {df['case_id'].nunique()} cases, {n_adapters} adapter(s). Details, plots: report.html.\n"
+             + (f"\n{H.md_inline(cpu)}\n" if cpu else ""),
              "## Outcomes per adapter\n", H.md_table(overview(df), cap=None)]
     if layers.has_layers(df):  # an audit (refconv audit): the model's layers come first
         parts[2:2] = ["## Layers\n", layers.markdown(df, arguments), "\n"]
@@ -369,8 +395,9 @@ def markdown(df: pd.DataFrame, provenance: dict[str, Any], arguments: dict[str, 
         parts += [f"\n### by {column} (findings/rows · max ratio)\n", H.md_table(compact_pivot(df, column))]
     parts += ["\n## Timings\n", H.md_table(summary.timings(df), cap=None)]
     parts += ["\n## Capability\n", H.md_table(summary.capability(df), cap=None)]
-    deviations = summary.deviations(df)
-    parts += ["\n## Known deviations that applied\n", H.md_table(deviations, index=False, cap=None)]
+    deviations = summary.deviation_statuses(df).drop(columns=["reason"])  # the reasons: report.html
+    note = H.md_inline(re.sub("</?b>", "", DEVIATIONS_NOTE))
+    parts += [f"\n## {DEVIATIONS_TITLE}\n", note + "\n", H.md_table(deviations, index=False, cap=None)]
     if problems:
         parts += ["\n## Per-row detail\n", "Every failing row, by adapter and outcome (the problems above group "
                   "them).\n", _md_findings(df)]

@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -201,6 +205,77 @@ def deviations(df: pd.DataFrame) -> pd.DataFrame:
             "upstream": entry.upstream if entry else "",
         })
     return pd.DataFrame(out, columns=cols)
+
+
+STATUS_COLUMNS = ["deviation", "status", "adapter", "outcomes", "rows", "detail", "hardware", "measured", "reason",
+                  "upstream"]
+
+
+def deviation_status(entry: _deviations.Deviation, df: pd.DataFrame,
+                     records: list[dict[str, Any]] | None = None) -> _deviations.EntryStatus:
+    """refconv.deviations.classify over the run's rows of the entry's adapters (and the rows it explains); rows
+    without isa and cpu_features (an older run) are unknown hardware, so never make it 'not applicable here'."""
+    records = _status_records(df, (entry,)) if records is None else records
+    covered = {label for label in {r["adapter"] for r in records} if entry.covers(label)}  # each label once
+    mine = [r for r in records if r["adapter"] in covered or r["known_deviation"] == entry.id]
+    found = _deviations.classify(entry, mine)
+    if found.status == _deviations.NOT_APPLICABLE and not any(r["isa"] or r["cpu_features"] for r in mine):
+        return dataclasses.replace(found, status=_deviations.NOT_EXERCISED)
+    return found
+
+
+def _status_records(df: pd.DataFrame, entries: Iterable[_deviations.Deviation]) -> list[dict[str, Any]]:
+    """The rows as dicts of the columns a classification reads (the case, the outcome, the entries' `when` keys)."""
+    from refconv.rows import CASE_COLUMNS
+
+    wanted = {"adapter", "relation", "outcome", "known_deviation", "isa", "cpu_features", *CASE_COLUMNS}
+    wanted |= {key for entry in entries for key in entry.when}
+    columns = [c for c in df.columns if c in wanted]
+    return [{str(k): v for k, v in r.items()} for r in df[columns].astype(object).to_dict("records")]
+
+
+def deviation_statuses(df: pd.DataFrame, entries: tuple[_deviations.Deviation, ...] | None = None) -> pd.DataFrame:
+    """Every known deviation of the run's adapters with its status here: applied ones per adapter, then the rest."""
+    labels = sorted(df["adapter"].astype(str).unique())
+    by_id = {d.id: d for d in (_deviations.load() if entries is None else entries)}
+    relevant = [d for d in by_id.values() if any(d.covers(label) for label in labels)]
+    records = _status_records(df, relevant)
+    applied = deviations(df).assign(status=_deviations.APPLIED)
+    out: list[dict[str, Any]] = []
+    for r in applied.to_dict("records"):
+        entry = by_id.get(str(r["deviation"]))
+        detail = deviation_status(entry, df, records).describe(entry) if entry else ""
+        out.append({**{str(k): v for k, v in r.items()}, "detail": detail, **_entry_columns(entry)})
+    for entry in relevant:
+        if entry.id in set(applied["deviation"]):
+            continue
+        found = deviation_status(entry, df, records)
+        out.append({"deviation": entry.id, "status": found.status,
+                    "adapter": ", ".join(label for label in labels if entry.covers(label)),
+                    "outcomes": ", ".join(entry.outcomes), "rows": 0, "detail": found.describe(entry),
+                    "reason": entry.reason, "upstream": entry.upstream, **_entry_columns(entry)})
+    table = pd.DataFrame(out, columns=STATUS_COLUMNS)
+    order = {s: i for i, s in enumerate(_deviations.STATUSES)}
+    rank = table["status"].map(order).fillna(len(order))
+    return table.assign(_rank=rank).sort_values(["_rank", "deviation"], kind="stable").drop(columns="_rank") \
+        .reset_index(drop=True)
+
+
+def _entry_columns(entry: _deviations.Deviation | None) -> dict[str, str]:
+    """An entry's hardware conditions in words ('any' without) and where it was measured."""
+    if entry is None:
+        return {"hardware": "", "measured": ""}
+    return {"hardware": entry.describe_hardware() or "any", "measured": entry.measured}
+
+
+def kernels(df: pd.DataFrame) -> pd.Series:
+    """Per adapter, the distinct kernels its rows ran (isa), e.g. 'onednn:avx512_core_amx, eigen'."""
+    return df.groupby("adapter")["isa"].agg(lambda s: ", ".join(sorted(set(s.astype(str)) - {""})))
+
+
+def cpu_features(df: pd.DataFrame) -> list[str]:
+    """The distinct CPU feature texts of the run's rows (one on a single machine)."""
+    return sorted(set(df["cpu_features"].astype(str)) - {""}) if "cpu_features" in df.columns else []
 
 
 def same_geometry(df: pd.DataFrame) -> pd.DataFrame:
