@@ -48,11 +48,13 @@ def probe(adapter: Any) -> dict[str, str | None]:
 
 
 def describe(label: str) -> dict[str, Any]:
-    """Availability, version, settings and capabilities of one adapter; run it in its own process."""
+    """Availability, version, kernels (isa), CPU, settings and capabilities of one adapter, in its own process."""
     import adapters
+    from refconv.hardware import cpu_features
+    from refconv.serve import case_isa
 
-    out: dict[str, Any] = {"adapter": label, "available": False, "reason": "", "version": "",
-                           "settings": {}, "capabilities": {}}
+    out: dict[str, Any] = {"adapter": label, "available": False, "reason": "", "version": "", "isa": "",
+                           "cpu_features": cpu_features(), "settings": {}, "capabilities": {}}
     try:
         reason = adapters.unavailable_reason(label)
         if reason:
@@ -62,6 +64,7 @@ def describe(label: str) -> dict[str, Any]:
         out["version"] = adapter.version()
         settings = getattr(adapter, "settings", None)
         out["settings"] = settings() if settings else {}
+        out["isa"] = case_isa(adapter, None)  # its general answer; rows carry each case's
         out["capabilities"] = probe(adapter)
         out["available"] = True
     except Exception as exc:  # noqa: BLE001 - a broken engine is reported as a row, not a crash of the listing

@@ -35,6 +35,10 @@ class OnnxRefAdapter(OnnxTransposeMixin, PreparedAdapter):
     def settings(self) -> dict[str, Any]:
         return {"implementation": "onnx.reference (NumPy)"}
 
+    def isa(self, spec: ConvSpec | None) -> str:
+        """onnx.reference computes Conv with NumPy: 'numpy'."""
+        return "numpy"
+
     def supports(self, spec: ConvSpec) -> str | None:
         if spec.layout == "channels_last":
             return "channels_last is a PyTorch memory format; ONNX Conv takes NCHW tensors"

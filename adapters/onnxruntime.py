@@ -6,6 +6,10 @@ refconv.padding.for_onnx (auto_pad SAME_UPPER / VALID, or pads). `build_model` i
 What the CPU provider lacks (a dtype's Conv kernel; auto_pad SAME with dilation) is found by running a
 tiny model once per feature and declined with ONNX Runtime's own message.
 Variants: `onnxruntime:threads=N` (intra-op threads), `onnxruntime:opt=disable|basic|extended|all`.
+
+Kernels (`isa(spec)`): "mlas:<level>", the float kernels MLAS (ONNX Runtime's math library, under its Conv)
+picks by CPUID at load: avx512f, avx2 (AVX2 with FMA3), avx, else sse; "mlas:neon" on ARM. Derived from the
+CPU's flags by MLAS's rule (platform.cpp); ONNX Runtime does not report it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from adapters.base import Prepared, PreparedAdapter, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 from adapters.onnx_grad import OnnxTransposeMixin
-from refconv import padding
+from refconv import hardware, padding
 from refconv.inputs import np_dtype
 from refconv.spec import ConvSpec, SpecError
 
@@ -77,6 +81,20 @@ def feeds(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> dict[str, np.nd
     return out
 
 
+def mlas_level(flags: frozenset[str] | set[str] | None = None) -> str:
+    """MLAS's float kernel level for a CPU with these flags (this one's by default); '' when unknown."""
+    flags = hardware.cpu_flags() if flags is None else flags
+    if "avx512f" in flags:
+        return "avx512f"
+    if "avx2" in flags and "fma" in flags:
+        return "avx2"
+    if "avx" in flags:
+        return "avx"
+    if "sse2" in flags:
+        return "sse"
+    return "neon" if "asimd" in flags else ""
+
+
 def _shape_key(spec: ConvSpec) -> ConvSpec:
     return spec.replace(seed=0, layout="NHWC", name="")
 
@@ -115,7 +133,14 @@ class OrtAdapter(OnnxTransposeMixin, PreparedAdapter):
             "providers": "CPUExecutionProvider",
             "intra_op_threads": self.options.intra_op_num_threads or "(0: one per physical core)",
             "graph_optimization_level": str(self.options.graph_optimization_level),
+            "mlas_level": mlas_level() or "(unknown)",
+            "mlas_level_source": "derived: MLAS's CPUID dispatch rule on this CPU's flags",
         }
+
+    def isa(self, spec: ConvSpec | None) -> str:
+        """MLAS's kernel level (module docstring); the same for every case."""
+        level = mlas_level()
+        return f"mlas:{level}" if level else "mlas"
 
     def supports(self, spec: ConvSpec) -> str | None:
         if spec.layout == "channels_last":

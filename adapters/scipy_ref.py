@@ -72,6 +72,10 @@ class ScipyAdapter(PreparedAdapter):
     def settings(self) -> dict[str, Any]:
         return {"accumulation": "float64, rounded once to the case dtype"}
 
+    def isa(self, spec: ConvSpec | None) -> str:
+        """correlate2d's plain C loops, no dispatched kernels: 'scipy'."""
+        return "scipy"
+
     def supports(self, spec: ConvSpec) -> str | None:
         if spec.layout == "channels_last":
             return "channels_last is a PyTorch memory format; this oracle works on channel planes"

@@ -6,6 +6,10 @@
   tape during the forward).
 - transpose: tf.nn.conv2d_transpose(y, filters=w, output_shape=the forward input's shape, strides,
   padding=the forward padding, dilations): TensorFlow's own convention, the reference's.
+What these ops accept is TFAdapter.supports (NCHW only through oneDNN). Their `isa` is the kernels of the
+backward op, which computes the result (adapters.tensorflow.kernels): Conv2DBackpropInput/Filter with explicit
+padding run Eigen's kernels even with oneDNN on, while the tape's forward tf.nn.conv2d runs oneDNN's; so a
+gradient row can say "eigen" and still fail in the forward's oneDNN kernel (bfloat16 under isa=avx2, say).
 """
 
 from __future__ import annotations

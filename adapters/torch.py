@@ -4,11 +4,35 @@ NHWC and NCHW cases are both called with a contiguous NCHW tensor (PyTorch's onl
 `channels_last` cases use torch.channels_last memory format for input and weight.
 Variants: `torch:threads=N`; `torch:layout=channels_last` forces the channels_last memory format for
 every case; `torch:mkldnn=off` turns oneDNN (mkldnn) off, the toggle that witnesses a CPU oneDNN bug
-(refconv/data/known_deviations.toml). `torch-cuda` runs the same calls on a CUDA device, with `torch-cuda:tf32=off|on`.
+(refconv/data/known_deviations.toml); `torch:isa=<level>` caps the kernels at a oneDNN level
+(refconv.hardware.ONEDNN_LEVELS): it sets ONEDNN_MAX_CPU_ISA (oneDNN's upper-case name) and ATEN_CPU_CAPABILITY
+(hardware.ATEN_FOR_LEVEL, 'avx512' for the AVX-512 levels) before torch's import, so oneDNN's JIT kernels and
+ATen's own vectorised kernels both follow the cap. Both are read once per process: each label runs in its own
+worker, and a level this CPU cannot run (capping works only downward), or a torch already imported at another
+level, is refused. `torch-cuda` runs the same calls on a CUDA device, with `torch-cuda:tf32=off|on`.
+
+Kernels (`isa(spec)`, refconv/hardware.py): the backend torch itself picks for the case,
+torch._C._select_conv_backend on empty tensors of the case's shapes, dtype and memory format (for the
+gradients, the forward's backend, whose backward runs them):
+- Mkldnn -> "onednn:<level>", the level oneDNN itself printed (the `isa:` line of its verbose header, read once
+  per process from one tiny conv at construction; oneDNN's documented rule only where it printed none);
+- Slow2d, SlowDilated2d, SlowTranspose2d (ATen's im2col + GEMM kernels) -> "aten:<capability>", ATen's
+  dispatch level (torch.backends.cpu.get_cpu_capability(), lower case: avx512, avx2, default);
+- Empty, MkldnnEmpty (no kernel runs) -> "empty"; NnpackSpatial -> "nnpack"; Xnnpack2d -> "xnnpack";
+  any other -> "aten-<backend, lower case>:<capability>";
+- shapes torch refuses before choosing a backend (its checks raise) -> "aten".
+Checked on torch 2.13 (edge corpus and 60 random cases, each op): "onednn" exactly where oneDNN's verbose output
+showed the op's primitive (forward, backward_data, backward_weights; a forward deconvolution for transpose), for
+torch, torch-nn, threads=1, layout=channels_last and isa=avx2/avx512_core/sse41. The CUDA adapter says
+"cuda:sm_<major><minor>".
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -16,12 +40,15 @@ import numpy as np
 from adapters.base import Prepared, PreparedAdapter, hwio_to_oihw
 from adapters.capabilities import no_cuda_reason
 from adapters.torch_grad import TorchGradMixin
-from refconv import padding
+from refconv import hardware, padding
+from refconv.grad_padding import torch_transpose
 from refconv.spec import ConvSpec, SpecError
 
 LAYOUTS = ("channels_last",)
 TF32 = {"on": True, "off": False}
 MKLDNN = {"on": True, "off": False}
+ISA_LINE = ",info,cpu,isa:"  # oneDNN's verbose header: onednn_verbose,v1,info,cpu,isa:Intel AVX2
+OTHER_LIBRARIES = {"NnpackSpatial": "nnpack", "Xnnpack2d": "xnnpack"}  # backends that are not ATen's code
 
 
 def _threads(value: str) -> int:
@@ -33,6 +60,8 @@ def _threads(value: str) -> int:
 # torch's process-wide settings as first seen, so a default adapter sharing a process with a variant
 # (in tests) still runs with the defaults: every adapter applies its own settings before each call.
 _INITIAL: dict[str, Any] = {}
+# oneDNN's level in this process as oneDNN reported it (level, text, source): probed once, the header prints once.
+_ONEDNN: dict[str, str] = {}
 
 
 def _label(name: str, variant: dict[str, str]) -> str:
@@ -40,11 +69,130 @@ def _label(name: str, variant: dict[str, str]) -> str:
     return name + "".join(f":{k}={v}" for k, v in sorted(variant.items()))
 
 
+def aten_capability(level: str) -> str:
+    """ATEN_CPU_CAPABILITY for a oneDNN level: hardware.ATEN_FOR_LEVEL, 'avx512' for the AVX-512 levels."""
+    return hardware.ATEN_FOR_LEVEL.get(level, "avx512")
+
+
+def isa_reason(options: dict[str, str]) -> str | None:
+    """Why `isa=<level>` cannot run here (unknown, or above this CPU), judged without importing torch."""
+    if "isa" not in options:
+        return None
+    try:
+        hardware.check_cap(options["isa"])
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def set_isa(adapter: str, isa: str) -> str:
+    """Set ONEDNN_MAX_CPU_ISA and ATEN_CPU_CAPABILITY for `adapter:isa=<level>` before torch's import."""
+    reason = isa_reason({"isa": isa})
+    if reason:
+        raise SpecError(f"{adapter}:{reason}" if reason.startswith("isa=") else f"{adapter} option isa: {reason}")
+    level, aten = hardware.check_cap(isa), aten_capability(hardware.check_cap(isa))
+    if "torch" in sys.modules:
+        # both are read once (oneDNN at its first kernel, ATen at its first dispatch): a cap set now may not hold
+        now = (hardware.onednn_level_in_force(), sys.modules["torch"].backends.cpu.get_cpu_capability().lower())
+        if now != (level, aten):
+            raise SpecError(f"{adapter}:isa={isa} cannot take effect: torch is already imported in this process "
+                            f"with oneDNN at {now[0] or 'no level'} and ATen at {now[1]}; run the variant in its "
+                            f"own worker process (not --no-isolation)")
+    os.environ["ONEDNN_MAX_CPU_ISA"] = level.upper()
+    os.environ["ATEN_CPU_CAPABILITY"] = aten
+    return level
+
+
+def _verbose_from_environment() -> bool:
+    """Is oneDNN's verbose output on from the environment? (Its header is then printed to the log, not to us.)"""
+    value = os.environ.get("ONEDNN_VERBOSE", os.environ.get("DNNL_VERBOSE", ""))
+    return value.strip().lower() not in ("", "0", "none")
+
+
+def _verbose_isa_text(torch: Any) -> str:
+    """The `isa:` text of oneDNN's verbose header, from one tiny conv with fd 1 sent to a temporary file."""
+    x, w = torch.zeros(2, 3, 5, 5), torch.zeros(4, 3, 3, 3)  # n=2: a 1-image float32 conv this small runs Slow2d
+    enabled, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, True
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as out:
+        os.dup2(out.fileno(), 1)
+        try:
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), torch.no_grad():
+                torch.nn.functional.conv2d(x, w)
+        finally:
+            ctypes.CDLL(None).fflush(None)  # oneDNN prints with C stdio: empty its buffer into the file
+            os.dup2(saved, 1)
+            os.close(saved)
+            torch.backends.mkldnn.enabled = enabled
+        out.seek(0)
+        lines = out.read().decode(errors="replace").splitlines()
+    return next((line.partition(ISA_LINE)[2].strip() for line in lines if ISA_LINE in line), "")
+
+
+def onednn_level(torch: Any) -> dict[str, str]:
+    """oneDNN's level in this process as oneDNN reports it: {level, text (verbatim), source}; probed once."""
+    if not _ONEDNN:
+        try:
+            text = "" if _verbose_from_environment() else _verbose_isa_text(torch)
+        except (AssertionError, RuntimeError):  # a build whose oneDNN verbose cannot be switched on
+            text = ""
+        if text:
+            _ONEDNN.update(level=hardware.onednn_level_text(text), text=text,
+                           source="oneDNN's verbose header (isa: line)")
+        else:
+            _ONEDNN.update(level=hardware.onednn_level_in_force(), text="",
+                           source="derived: oneDNN printed no isa: line (ONEDNN_VERBOSE set, or its header was "
+                                  "printed before); the CPU's highest level capped by ONEDNN_MAX_CPU_ISA")
+    return _ONEDNN
+
+
+def backend_name(backend: Any) -> str:
+    """A _ConvBackend's name; torch 2.13's binding leaves MkldnnTranspose unnamed ('???')."""
+    name = str(backend.name)
+    if name != "???":
+        return name.rstrip(",")  # the binding spells one 'MpsTranspose,'
+    members = type(backend).__members__
+    # ATen's enum (ConvUtils.h) runs Mkldnn, MkldnnTranspose, MkldnnEmpty: measured, transposed float32 convs
+    # with n=2 get value 9 and run oneDNN (a deconvolution line in oneDNN's verbose output)
+    if int(members["Mkldnn"]) < int(backend) < int(members["MkldnnEmpty"]):
+        return "MkldnnTranspose"
+    return f"backend{int(backend)}"
+
+
+def conv_geometry(spec: ConvSpec) -> dict[str, Any]:
+    """The tensors' shapes and the arguments torch's convolution receives for the case (after F.pad)."""
+    cin_g = spec.c_in // spec.groups
+    if spec.op == "transpose":
+        t, (ho, wo) = torch_transpose(spec), padding.output_hw(spec)
+        return {"input": (spec.n, spec.c_out, ho, wo), "weight": (spec.c_out, cin_g, spec.kh, spec.kw),
+                "padding": list(t.padding), "transposed": True, "output_padding": list(t.output_padding)}
+    pre, pad = padding.for_torch(spec)
+    (top, bottom), (left, right) = padding.explicit_pads(spec)
+    h, w, sym = spec.h, spec.w, [0, 0]
+    if pre:  # F.pad, then VALID
+        h, w = h + top + bottom, w + left + right
+    elif pad == "same":  # torch pads the odd pixel itself, then convolves with the symmetric part
+        h, w, sym = h + abs(top - bottom), w + abs(left - right), [min(top, bottom), min(left, right)]
+    elif not isinstance(pad, str):
+        sym = list(pad)
+    return {"input": (spec.n, spec.c_in, h, w), "weight": (spec.c_out, cin_g, spec.kh, spec.kw), "padding": sym,
+            "transposed": False, "output_padding": [0, 0]}
+
+
 class TorchAdapter(TorchGradMixin, PreparedAdapter):
     name = "torch"
     device = "cpu"
 
-    def __init__(self, threads: str | None = None, layout: str | None = None, mkldnn: str | None = None) -> None:
+    @staticmethod
+    def unavailable_reason(options: dict[str, str]) -> str | None:
+        """An isa level this CPU cannot run, named without importing torch."""
+        return isa_reason(options)
+
+    def __init__(self, threads: str | None = None, layout: str | None = None, mkldnn: str | None = None,
+                 isa: str | None = None) -> None:
+        if isa is not None:
+            set_isa(type(self).name, isa)
         import torch
 
         self.torch = torch
@@ -68,8 +216,13 @@ class TorchAdapter(TorchGradMixin, PreparedAdapter):
                 raise SpecError(f"torch option mkldnn must be 'on' or 'off', got {mkldnn!r}")
             self.mkldnn = MKLDNN[mkldnn]
             self.variant["mkldnn"] = mkldnn
+        if isa is not None:
+            self.variant["isa"] = isa
         self.name = _label(type(self).name, self.variant)
         self.apply()
+        self.onednn = {}
+        if self.device == "cpu" and self.mkldnn and torch.backends.mkldnn.is_available():
+            self.onednn = onednn_level(torch)
 
     def apply(self) -> None:
         """Put this adapter's process-wide settings (threads, TF32, mkldnn) in force."""
@@ -97,7 +250,60 @@ class TorchAdapter(TorchGradMixin, PreparedAdapter):
             conv = getattr(getattr(torch.backends, backend), "conv", None)
             if conv is not None and hasattr(conv, "fp32_precision"):
                 out[f"{backend}_conv_fp32_precision"] = conv.fp32_precision
+        if self.device == "cpu":
+            out.update(self.kernel_settings())
         return out
+
+    def kernel_settings(self) -> dict[str, Any]:
+        """What `isa` rests on: the caps asked for, oneDNN's level with its verbatim text and source, ATen's."""
+        return {
+            "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "(unset)"),
+            "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY", "(unset)"),
+            "onednn_isa": self.onednn.get("level", "(mkldnn off)"),
+            "onednn_isa_text": self.onednn.get("text", ""),
+            "onednn_isa_source": self.onednn.get("source", ""),
+            "aten_cpu_capability": self.torch.backends.cpu.get_cpu_capability().lower(),
+        }
+
+    def isa(self, spec: ConvSpec | None) -> str:
+        """The kernels of the backend torch picks for the case (module docstring); None: oneDNN's if on."""
+        if spec is None:
+            return hardware.onednn_isa(self.onednn["level"]) if self.onednn else self.backend_kernels("Slow2d")
+        try:
+            backend = self.conv_backend(spec)
+        except RuntimeError:  # torch's shape checks refuse the case before choosing
+            return "aten"
+        return self.backend_kernels(backend)
+
+    def conv_backend(self, spec: ConvSpec) -> str:
+        """The name of torch's _ConvBackend for the case, asked on empty tensors under this adapter's settings."""
+        self.apply()
+        torch = self.torch
+        geometry, fmt = conv_geometry(spec), self.memory_format(spec)
+        dtype = getattr(torch, spec.dtype)
+        x = torch.empty(geometry["input"], dtype=dtype, device=self.device).contiguous(memory_format=fmt)
+        w = torch.empty(geometry["weight"], dtype=dtype, device=self.device).contiguous(memory_format=fmt)
+        b = torch.empty(spec.c_out, dtype=dtype, device=self.device) if spec.op == "conv2d" and spec.bias else None
+        grad = spec.op in ("grad_input", "grad_filter")
+        (x if spec.op == "grad_input" else w).requires_grad_(grad)  # a backward needs a backend that has one
+        with torch.set_grad_enabled(grad):
+            backend = torch._C._select_conv_backend(
+                x, w, b, list(spec.strides), geometry["padding"], list(spec.dilations), geometry["transposed"],
+                geometry["output_padding"], spec.groups)
+        return backend_name(backend)
+
+    def backend_kernels(self, backend: str) -> str:
+        """The `isa` text of a torch conv backend (module docstring)."""
+        capability = self.torch.backends.cpu.get_cpu_capability().lower()
+        if backend in ("Empty", "MkldnnEmpty"):
+            return "empty"
+        if backend.startswith("Mkldnn"):
+            return hardware.onednn_isa(self.onednn.get("level", ""))
+        if backend.startswith("Slow"):
+            return f"aten:{capability}"
+        if backend in OTHER_LIBRARIES:
+            return OTHER_LIBRARIES[backend]
+        return f"aten-{backend.lower()}:{capability}"
 
     def to_tensor(self, a: np.ndarray) -> Any:
         """NumPy to torch, bfloat16 (ml_dtypes) through its 16-bit pattern."""
@@ -184,3 +390,8 @@ class TorchCudaAdapter(TorchAdapter):
 
     def synchronize(self) -> None:
         self.torch.cuda.synchronize()
+
+    def isa(self, spec: ConvSpec | None) -> str:
+        """The CUDA device's compute capability: cuda:sm_<major><minor>."""
+        major, minor = self.torch.cuda.get_device_capability(0)
+        return f"cuda:sm_{major}{minor}"

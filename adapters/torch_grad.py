@@ -8,6 +8,10 @@
   refconv.grad_padding.torch_transpose; where PyTorch's symmetric crop cannot express the forward pads
   the result of padding=0 is cropped (the transposed twin of the forward adapter's F.pad).
 The forward HWIO filter is OIHW for F.conv2d and also (in, out / groups, kh, kw) for conv_transpose2d.
+Kernels (`isa`): a gradient runs the backward of the backend torch chose for its forward (ATen's
+convolution_backward asks select_conv_backend again), so TorchAdapter.isa asks for the forward's backend with the
+differentiated operand requiring grad; transpose asks for the transposed backend (MkldnnTranspose or
+SlowTranspose2d).
 """
 
 from __future__ import annotations

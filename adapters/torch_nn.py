@@ -3,7 +3,8 @@
 The layer is built for the spec the way users build it: padding 'same' (stride 1), 'valid' or a
 symmetric pair, with padding_mode='zeros'; asymmetric padding goes through nn.ZeroPad2d first. The
 HWIO kernel is converted to the layer's OIHW weight here, which is where porting bugs live.
-Layouts and dtypes are handled as in the `torch` adapter (same constructor options: threads, layout).
+Layouts and dtypes are handled as in the `torch` adapter (same constructor options: threads, layout, mkldnn,
+isa), and so are its kernels (`isa`: the backend torch picks, adapters/torch.py).
 """
 
 from __future__ import annotations

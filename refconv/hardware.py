@@ -153,8 +153,11 @@ def onednn_level_in_force(env: Mapping[str, str] | None = None, flags: frozenset
 
 
 # oneDNN's verbose `isa:` text (its header line) in the words of the versions refconv meets, to a level name.
-# Measured: oneDNN 3.7 (TensorFlow 2.21) and the one inside torch 2.13, at every cap this CPU runs.
+# Measured: oneDNN 3.7 (TensorFlow 2.21) and the one inside torch 2.13, at every cap this CPU runs; the texts of
+# the levels it lacks are those compiled into both libraries (`strings libtorch_cpu.so libtensorflow_cc.so.2`).
+# First match wins. AVX10.2 levels have no refconv name yet: '' (unknown), never a lower level.
 _ISA_TEXT = (
+    ("avx10.2", ""),
     ("amx with bfloat16, float16", "avx512_core_amx_fp16"),
     ("amx", "avx512_core_amx"),
     ("avx10.1", "avx512_core_fp16"), ("avx 10.1", "avx512_core_fp16"),
@@ -162,7 +165,7 @@ _ISA_TEXT = (
     ("avx-512 with intel dl boost and bfloat16", "avx512_core_bf16"),
     ("avx-512 with intel dl boost", "avx512_core_vnni"),
     ("avx-512", "avx512_core"),
-    ("avx2 with intel dl boost with 8-bit integer", "avx2_vnni_2"),
+    ("avx2 with intel dl boost, float16 and bfloat16", "avx2_vnni_2"),
     ("avx2 with intel dl boost", "avx2_vnni"),
     ("avx2", "avx2"),
     ("sse4.1", "sse41"),

@@ -41,7 +41,7 @@ __all__ = ["ERROR_CHARS", "Reply", "error_text", "serve", "serve_case"]  # re-ex
 LOAD_TIMEOUT_S = 300.0  # importing TensorFlow on a busy 2-core machine can take a while
 THREAD_ENV_PREFIXES = (
     "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TF_", "TORCH_", "PYTORCH_", "XLA_", "JAX_", "DNNL_", "ONEDNN_",
-    "CUDA_", "NVIDIA_", "ORT_",
+    "CUDA_", "NVIDIA_", "ORT_", "ATEN_",
 )
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.capabilities import CAPABILITIES, describe, no_cuda_reason, probe
 from refconv.commands.adapters import SHORT, render
+from refconv.hardware import cpu_features
 from refconv.padding import output_hw
 from refconv.spec import ConvSpec
 
@@ -48,6 +49,7 @@ def test_describe_numpy_in_process() -> None:
     out = describe("numpy")
     assert out["available"] and out["version"]
     assert out["capabilities"]["channels_last"] and out["capabilities"]["float64"] is None
+    assert out["isa"].partition(":")[0] in ("openblas", "blas") and out["cpu_features"] == cpu_features()
 
 
 def test_describe_reports_unavailable_and_broken_adapters() -> None:
@@ -62,14 +64,15 @@ def test_describe_reports_unavailable_and_broken_adapters() -> None:
 def test_render_lists_reasons_below_the_table() -> None:
     results = [
         {"adapter": "fake", "available": True, "reason": "", "version": "1.0", "settings": {"threads": 1},
-         "capabilities": probe(NoFloat64())},
+         "capabilities": probe(NoFloat64()), "isa": "onednn:avx2", "cpu_features": "x86-64-v3 avx2 fma"},
         {"adapter": "gone", "available": False, "reason": "gone is not installed", "version": "", "settings": {},
-         "capabilities": {}},
+         "capabilities": {}, "isa": "", "cpu_features": "x86-64-v3 avx2 fma"},
     ]
     text = render(results, settings=True)
     header, _, fake_row, gone_row = text.splitlines()[:4]
-    assert header.split()[:3] == ["adapter", "available", "version"]
-    assert fake_row.split()[:3] == ["fake", "yes", "1.0"] and fake_row.split().count("no") == 1
+    assert header.split()[:4] == ["adapter", "available", "version", "isa"]
+    assert fake_row.split()[:4] == ["fake", "yes", "1.0", "onednn:avx2"] and fake_row.split().count("no") == 1
+    assert "cpu_features: x86-64-v3 avx2 fma" in text.splitlines()
     assert gone_row.split()[:2] == ["gone", "no"]
     assert "fake / float64: no float64 here" in text and "gone: gone is not installed" in text
     assert '"threads": 1' in text
@@ -88,6 +91,8 @@ def test_refconv_adapters_probes_in_subprocesses_only() -> None:
     rows = {r["adapter"]: r for r in map(json.loads, lines[:-1])}
     assert lines[-1] == "FRAMEWORKS [] 0"
     assert rows["numpy"]["available"] and rows["numpy"]["capabilities"]["float32"] is None
+    assert rows["numpy"]["isa"] and rows["numpy"]["cpu_features"] == cpu_features()
+    assert rows["torch-cuda"]["isa"] == "" and rows["torch-cuda"]["cpu_features"] == cpu_features()
     if rows["scipy"]["available"]:  # scipy was imported, but in the worker
         assert rows["scipy"]["capabilities"]["channels_last"]
     assert set(rows) == {"numpy", "scipy", "torch-cuda"}

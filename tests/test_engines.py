@@ -8,6 +8,7 @@ deviation is marked xfail with the deviation id; anything else fails with compar
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import adapters
 from refconv.cases import edge_cases, random_cases
 from refconv.conformance.plugin import adapter_or_skip, assert_conforms
+from refconv.serve import case_isa
 from refconv.spec import ConvSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,6 +60,15 @@ def test_engine_reports_version_and_settings(label: str) -> None:
     assert adapter.version() and adapter.version() != "?"
     settings = adapter.settings()
     assert settings and all(isinstance(k, str) for k in settings)
+
+
+@pytest.mark.parametrize("label", ENGINES)
+def test_engine_reports_its_kernels(label: str) -> None:
+    """isa: '<family>:<level>' or a family alone, in general and per case (tests/test_isa.py has the families)."""
+    adapter = engine(label)
+    for spec in (None, CASES[0], CASES[0].replace(dtype="float64")):
+        if spec is None or adapter.supports(spec) is None:
+            assert re.fullmatch(r"[a-z0-9_-]+(:[A-Za-z0-9_.]+)?", case_isa(adapter, spec)), (label, spec)
 
 
 def test_jax_precision_variant_sets_the_argument() -> None:

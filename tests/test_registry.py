@@ -97,6 +97,9 @@ def test_availability_check_imports_no_framework() -> None:
         ("jax:precision=fast", "jax", "precision must be one of"),
         ("onnxruntime:opt=max", "onnxruntime", "opt must be one of"),
         ("tf:onednn=maybe", "tensorflow", "onednn must be 'on' or 'off'"),
+        ("tf:isa=avx9", "tensorflow", "tf option isa: unknown oneDNN ISA level 'avx9'; known: sse41"),
+        ("torch:isa=avx9", "torch", "torch option isa: unknown oneDNN ISA level 'avx9'"),
+        ("keras:isa=avx9:onednn=on", "keras", "keras option isa: unknown oneDNN ISA level"),
         ("scipy:threads=2", "scipy", "rejected options"),
     ],
 )

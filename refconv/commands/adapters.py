@@ -3,7 +3,8 @@
 The matrix is not written by hand: each adapter is loaded in a process of its own (frameworks are
 never imported in this process) and its `supports()` is asked about one representative spec per
 capability (adapters/capabilities.py). 'yes' = accepted, 'no' = declined (reasons listed below the
-table), '-' = adapter unavailable here.
+table), '-' = adapter unavailable here. Each engine also says which kernels it dispatches to (`isa`, its
+general answer: rows record each case's) and on what CPU (`cpu_features`, refconv.hardware; docs/hardware.md).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def render(results: list[dict[str, Any]], settings: bool = False) -> str:
     caps = list(CAPABILITIES)
     name_w = max(len("adapter"), *(len(r["adapter"]) for r in results))
     ver_w = min(40, max(len("version"), *(len(r["version"]) for r in results)))
-    head = f"{'adapter':<{name_w}}  {'available':<9}  {'version':<{ver_w}}  " + " ".join(SHORT[c] for c in caps)
+    isa_w = max(len("isa"), *(len(r.get("isa", "")) for r in results))
+    head = (f"{'adapter':<{name_w}}  {'available':<9}  {'version':<{ver_w}}  {'isa':<{isa_w}}  "
+            + " ".join(SHORT[c] for c in caps))
     lines = [head, "-" * len(head)]
     notes: list[str] = []
     for r in results:
@@ -63,7 +66,8 @@ def render(results: list[dict[str, Any]], settings: bool = False) -> str:
             if reason is not None:
                 notes.append(f"  {r['adapter']} / {c}: {reason}")
         avail = "yes" if r["available"] else "no"
-        lines.append(f"{r['adapter']:<{name_w}}  {avail:<9}  {r['version'][:ver_w]:<{ver_w}}  " + " ".join(cells))
+        lines.append(f"{r['adapter']:<{name_w}}  {avail:<9}  {r['version'][:ver_w]:<{ver_w}}  "
+                     f"{r.get('isa', ''):<{isa_w}}  " + " ".join(cells))
     unavailable = [f"  {r['adapter']}: {r['reason']}" for r in results if not r["available"]]
     if unavailable:
         lines += ["", "unavailable:", *unavailable]
@@ -72,8 +76,18 @@ def render(results: list[dict[str, Any]], settings: bool = False) -> str:
     if settings:
         lines += ["", "settings:"] + [f"  {r['adapter']}: {json.dumps(r['settings'], default=str)}"
                                       for r in results if r["available"]]
-    lines += ["", "columns: " + ", ".join(f"{SHORT[c]}={c}" for c in caps)]
+    lines += ["", *_cpu_lines(results)]
+    lines += ["", "columns: isa=the kernels the engine dispatches to (docs/hardware.md), "
+              + ", ".join(f"{SHORT[c]}={c}" for c in caps)]
     return "\n".join(lines)
+
+
+def _cpu_lines(results: list[dict[str, Any]]) -> list[str]:
+    """cpu_features once when every engine saw the same CPU (one machine), else per engine."""
+    seen = {r.get("cpu_features", "") for r in results}
+    if len(seen) == 1:
+        return [f"cpu_features: {seen.pop() or '(unknown)'}"]
+    return ["cpu_features:"] + [f"  {r['adapter']}: {r.get('cpu_features', '') or '(unknown)'}" for r in results]
 
 
 def main(args: argparse.Namespace) -> int:
