@@ -10,6 +10,7 @@ OpenBLAS's C API (refconv.blas_threads); "openblas" when it names none, "blas" f
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,11 @@ def blas_core() -> str | None:
 class NumpyAdapter(PreparedAdapter):
     name = "numpy"
 
-    def __init__(self) -> None:
+    @functools.cached_property
+    def kernels(self) -> str:
+        """'openblas:<core>' as OpenBLAS names the kernels it chose (asked once; subclasses need no __init__)."""
         core = blas_core()
-        self.kernels = "blas" if core is None else f"openblas:{core}" if core else "openblas"
+        return "blas" if core is None else f"openblas:{core}" if core else "openblas"
 
     def isa(self, spec: ConvSpec | None) -> str:
         """The BLAS kernels every case's GEMMs run (module docstring)."""

@@ -99,7 +99,31 @@ def onnx_ref_dilation_zero_insertion(spec: ConvSpec, x: np.ndarray, w: np.ndarra
     return for_spec(undilated, x, inserted, b)
 
 
+def _smallest_normal(dtype: str) -> float:
+    """The smallest normal number of the type a dtype is computed in (bfloat16 and float16 accumulate in float32)."""
+    return float(np.finfo(np.float64 if dtype == "float64" else np.float32).tiny)
+
+
+def flush_subnormals(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The conv computed with denormals-are-zero and flush-to-zero: subnormal inputs read as 0, subnormal results 0.
+
+    What a CPU with the MXCSR's DAZ and FTZ bits set computes, in the type the case is computed in: TensorFlow sets
+    them around its kernels and XLA's CPU code runs with denormal-fp-math=preserve-sign. float16 inputs are normal
+    float32 numbers, so the model changes nothing there.
+    """
+    tiny = _smallest_normal(spec.dtype)
+
+    def daz(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        return np.where(np.abs(a) < tiny, 0.0, a)
+
+    conv, bound = for_spec(spec, daz(x), daz(w), None if b is None else daz(b))
+    return np.where(np.abs(conv) < tiny, 0.0, conv), bound
+
+
 MODELS: dict[str, Model] = {
+    "flush_subnormals": flush_subnormals,
     "keras_bias_on_width": keras_bias_on_width,
     "onnxruntime_same_unclamped_pads": onnxruntime_same_unclamped_pads,
     "onnx_ref_dilation_zero_insertion": onnx_ref_dilation_zero_insertion,

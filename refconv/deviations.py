@@ -15,6 +15,15 @@ An entry's `when` holds row columns that must all hold: a value, a list of value
 - `stride_gt_kernel`: a stride is larger than the kernel on its axis; `depthwise`: groups = c_in > 1.
 An unknown key is an error at load, and so is an example that falls outside its own `when`.
 
+A `when` may also name the machine (HARDWARE_KEYS, docs/hardware.md): the row columns `isa` (the kernels that ran
+the case, e.g. "onednn:avx512_core_amx", "eigen", "aten:avx2") and `cpu_features`, and the facts
+`refconv.hardware.facts` derives from them: `kernels` (the family: "onednn", "eigen", "aten" ...), `onednn_isa`
+(the oneDNN level, "" for other kernels), `x86_level` (4 for x86-64-v4) and `cpu_<flag>` (`cpu_avx512f`, `cpu_amx`
+...). A row explains or is predicted only where they hold on its own `isa` and `cpu_features`; an entry whose
+hardware conditions hold for no row of its adapters here is *not applicable here* (`status`, `not_applicable`):
+its tests skip with that reason rather than fail or pass. Every entry says in `measured` (required) on which CPU,
+kernels and levels it was measured, with counts and a date; its `when` is no wider than that.
+
 An entry explains a failing row only when it predicts it:
 - exact (no witness): every case its `when` covers fails that way, so a framework fix makes the
   conformance tests fail (strict);
@@ -46,8 +55,9 @@ from refconv.hardware import HARDWARE_FACTS
 from refconv.hardware import facts as hardware_facts
 from refconv.spec import ConvSpec
 
-_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "model", "toggle", "measured"}
-_REQUIRED = ("adapter", "outcomes", "reason", "upstream", "example")
+_KEYS = {"adapter", "outcomes", "reason", "upstream", "when", "example", "model", "toggle", "measured", "replay"}
+REPLAYS = ("fresh",)  # `replay = "fresh"`: the example is replayed in a fresh worker process (see Deviation.replay)
+_REQUIRED = ("adapter", "outcomes", "reason", "upstream", "example", "measured")
 # `when` keys that speak of the machine rather than the case: the row columns isa and cpu_features and the facts
 # refconv.hardware derives from them. An entry whose hardware conditions do not hold is "not applicable here".
 HARDWARE_KEYS = ("isa", "cpu_features") + HARDWARE_FACTS
@@ -134,7 +144,13 @@ class Deviation:
     when: dict[str, Any] = field(default_factory=dict)
     model: str = ""  # a refconv.deviation_models name: the row's output must match it
     toggle: str = ""  # adapter options under which the row's case must pass, e.g. "onednn=off"
-    measured: str = ""  # on which CPU and kernels the entry was measured (isa levels, CPU), in words
+    measured: str = ""  # on which CPU and kernels the entry was measured (isa levels, counts, date), in words
+    replay: str = ""  # "fresh": its example shows only in a fresh process (an output of uninitialised memory)
+
+    @property
+    def isolated(self) -> bool:
+        """Is its example replayed in a fresh worker: it documents a crash or a hang, or says replay = "fresh"?"""
+        return bool(set(self.outcomes) & {"crashed", "timeout"}) or self.replay == "fresh"
 
     @property
     def exact(self) -> bool:
@@ -180,6 +196,15 @@ class Deviation:
             else:
                 parts.append(f"{key} = {wanted}")
         return "; ".join(parts)
+
+    def not_applicable(self, label: str, isa: Any, cpu_features: Any) -> str:
+        """'' where the hardware conditions hold for `label` running kernels `isa` on a CPU with `cpu_features`;
+        else the reason its tests skip: 'not applicable here: <id> needs <conditions>; <label> runs <isa> on <cpu>'.
+        """
+        if self.hardware_holds(isa, cpu_features):
+            return ""
+        return (f"not applicable here: {self.id} needs {self.describe_hardware()}; {label} runs "
+                f"{isa or 'unreported kernels (its adapter has no isa())'} on {cpu_features or 'an unknown CPU'}")
 
     def covers(self, label: str) -> bool:
         """Does the entry name this adapter label (a pinned version, tf@2.19.1, as its engine: tf)?"""
@@ -250,6 +275,12 @@ def _check_witness(entry_id: str, entry: dict[str, Any]) -> tuple[str, str]:
     return model, toggle
 
 
+def _check_replay(entry_id: str, replay: Any) -> str:
+    if replay and replay not in REPLAYS:
+        raise SpecError(f"known deviation {entry_id!r}: replay must be one of {list(REPLAYS)}, got {replay!r}")
+    return str(replay)
+
+
 def _entry(entry_id: str, entry: dict[str, Any]) -> Deviation:
     if "exact" in entry:  # the old `exact = false` excused a region without a witness
         raise SpecError(f"known deviation {entry_id!r}: 'exact' is gone; an inexact entry needs a witness "
@@ -264,7 +295,7 @@ def _entry(entry_id: str, entry: dict[str, Any]) -> Deviation:
         id=entry_id, adapter=tuple(adapter) if isinstance(adapter, list) else (adapter,),
         outcomes=tuple(entry["outcomes"]), reason=entry["reason"], upstream=entry["upstream"],
         example=entry["example"], when=_check_when(entry_id, entry.get("when", {})), model=model, toggle=toggle,
-        measured=str(entry.get("measured", "")),
+        measured=str(entry.get("measured", "")), replay=_check_replay(entry_id, entry.get("replay", "")),
     )
     _check_example(deviation)
     return deviation
@@ -327,23 +358,122 @@ def expected_for(label: str, row: dict[str, Any], entries: Iterable[Deviation] |
     return None
 
 
+def expected_all(label: str, row: dict[str, Any], entries: Iterable[Deviation] | None = None) -> list[Deviation]:
+    """Every entry that predicts a deviation for this adapter on this case (case and hardware), in file order."""
+    return [d for d in (load() if entries is None else entries) if d.covers(label) and d.applies(row)]
+
+
 def strict(run: Callable[[str, ConvSpec], str], labels: Iterable[str],
            entries: Iterable[Deviation] | None = None,
-           isolated: Callable[[str, ConvSpec], str] | None = None) -> list[str]:
+           isolated: Callable[[str, ConvSpec], str] | None = None,
+           isa: Callable[[str, ConvSpec], str] | None = None,
+           skipped: list[str] | None = None) -> list[str]:
     """Replay each entry's example for every label it covers; lines for entries that no longer reproduce.
 
     `run(label, spec)` returns the outcome of one case ('pass', 'raised', ...). An empty list means every
     entry still shows the behaviour it documents, so a framework fix shows up as a line here. `isolated`, when
-    given, replays the entries that document a crash or a hang instead (an in-process `run` would die with them).
+    given, replays the entries that document a crash or a hang instead (an in-process `run` would die with them),
+    and those that say replay = "fresh" (an output of uninitialised memory shows in a fresh process, while one that
+    has run other cases may hand back a zeroed buffer): `isolated` should run the case in a new worker process.
+    `isa(label, spec)`, when given, names the kernels the label runs the example on: an entry whose hardware
+    conditions do not hold there (on this machine's `refconv.hardware.cpu_features()`) is not replayed, and its
+    'not applicable here: ...' line goes to `skipped` (when given), as does an example the label declines here
+    ('unsupported'). An entry that applies and no longer reproduces is always a line: the "fixed here?" signal.
     """
+    from refconv.hardware import cpu_features
+
     stale = []
     for deviation in load() if entries is None else entries:
-        replay = isolated if isolated and set(deviation.outcomes) & {"crashed", "timeout"} else run
+        replay = isolated if isolated and deviation.isolated else run
         for label in labels:
             if not deviation.covers(label):
                 continue
+            if isa is not None and deviation.hardware:
+                reason = deviation.not_applicable(label, isa(label, deviation.example_spec), cpu_features())
+                if reason:
+                    if skipped is not None:
+                        skipped.append(reason)
+                    continue
             outcome = replay(label, deviation.example_spec)
+            if outcome == "unsupported" and "unsupported" not in deviation.outcomes:  # declined: not shown, not fixed
+                if skipped is not None:
+                    skipped.append(f"{label} declines {deviation.id}'s example {deviation.example} here")
+                continue
             if outcome not in deviation.outcomes:
                 stale.append(f"{deviation.id}: {label} gave {outcome!r} on {deviation.example}, "
                              f"expected one of {list(deviation.outcomes)}; the entry no longer reproduces")
     return stale
+
+
+# --- an entry's standing in a run: what the report shows beside each entry --------------------------------
+
+APPLIED = "applied"
+NOT_APPLICABLE = "not applicable here"
+FIXED_HERE = "fixed here?"
+NOT_EXERCISED = "not exercised"
+STATUSES = (APPLIED, FIXED_HERE, NOT_APPLICABLE, NOT_EXERCISED)
+
+
+@dataclass(frozen=True)
+class EntryStatus:
+    """An entry over a run's rows: its status and the counts behind it."""
+
+    status: str  # one of STATUSES
+    explained: int  # rows whose known_deviation is this entry
+    adapter_rows: int  # rows of the adapters it names
+    hardware_rows: int  # ... on which its hardware conditions hold
+    region_rows: int  # ... inside its whole `when` (case and hardware): where it predicts the deviation
+    kernels: tuple[str, ...]  # the distinct `isa` values of its adapters' rows, for the words below
+
+    def describe(self, entry: Deviation) -> str:
+        """One line for the report, e.g. 'fixed here?: 12 rows inside its when, none shows it'."""
+        if self.status == APPLIED:
+            return f"{APPLIED}: explains {self.explained} row(s)"
+        if self.status == FIXED_HERE:
+            partial = "" if entry.exact else " (data-dependent: it fails on part of its region)"
+            return (f"{FIXED_HERE}: {self.region_rows} row(s) inside its when (hardware included), none shows "
+                    f"it{partial}; rerun its example, then narrow or remove the entry")
+        if self.status == NOT_APPLICABLE:
+            ran = ", ".join(k or "unreported kernels" for k in self.kernels) or "no kernels"
+            return f"{NOT_APPLICABLE}: needs {entry.describe_hardware()}; its adapters ran {ran}"
+        return f"{NOT_EXERCISED}: no row of its adapters inside its when"
+
+
+def classify(entry: Deviation, rows: Iterable[dict[str, Any]]) -> EntryStatus:
+    """The entry's standing over a run's rows (dicts with adapter, outcome, known_deviation, isa, cpu_features and
+    the case columns), first that holds of:
+
+    - 'applied': some row's `known_deviation` is this entry;
+    - 'fixed here?': rows of its adapters fall inside its whole `when`, case and hardware, and none shows it
+      (its example should be rerun: the framework may have fixed it on these kernels);
+    - 'not applicable here': it has hardware conditions and they hold on no row of its adapters;
+    - 'not exercised': otherwise (no row of its adapters, or none inside its case region).
+    """
+    explained = adapter_rows = hardware_rows = region_rows = 0
+    kernels: dict[str, None] = {}
+    for row in rows:
+        if row.get("known_deviation") == entry.id:
+            explained += 1
+        if not entry.covers(str(row.get("adapter", ""))):
+            continue
+        adapter_rows += 1
+        kernels[str(row.get("isa") or "")] = None
+        if not entry.hardware_holds(row.get("isa"), row.get("cpu_features")):
+            continue
+        hardware_rows += 1
+        if entry.applies_case(row):
+            region_rows += 1
+    if explained:
+        status = APPLIED
+    elif region_rows:
+        status = FIXED_HERE
+    elif entry.hardware and adapter_rows and not hardware_rows:
+        status = NOT_APPLICABLE
+    else:
+        status = NOT_EXERCISED
+    return EntryStatus(status, explained, adapter_rows, hardware_rows, region_rows, tuple(kernels))
+
+
+def status(entry: Deviation, rows: Iterable[dict[str, Any]]) -> str:
+    """'applied', 'fixed here?', 'not applicable here' or 'not exercised': see `classify` (which also counts)."""
+    return classify(entry, rows).status

@@ -78,6 +78,20 @@ class VariantRunner:
             except (WorkerCrashed, WorkerTimeout, WorkerCallError) as exc:
                 return {"kind": _FAILURES[type(exc)], "output": None, "error": str(exc)}
 
+    def isa(self, label: str, spec: ConvSpec) -> str:
+        """The kernels the label's adapter runs the case on, asked in its worker (its `isa(spec)`; '' if none)."""
+        with self._lock:
+            if label in self._broken:
+                return ""
+            handle = self._handles.setdefault(label, WorkerHandle(label))
+            try:
+                return str(handle.call("refconv.serve:case_isa", spec, timeout=self.timeout) or "")
+            except WorkerLoadError as exc:
+                self._broken[label] = str(exc)
+                return ""
+            except (WorkerCrashed, WorkerTimeout, WorkerCallError):
+                return ""
+
     def output(self, label: str, spec: ConvSpec, values: tuple[Any, ...] | None = None) -> np.ndarray | None:
         """The label's output array on the case, or None when it gave none."""
         return self.answer(label, spec, values)["output"]  # type: ignore[no-any-return]
@@ -97,6 +111,17 @@ class VariantRunner:
             handles, self._handles = list(self._handles.values()), {}
         for handle in handles:
             handle.close()
+
+
+def fresh_compare(label: str, spec: ConvSpec, values: tuple[Any, ...] | None = None,
+                  timeout: float = TIMEOUT_S) -> Comparison:
+    """The label's verdict on the case in a new worker process of its own (stopped after): nothing ran there before,
+    as a known deviation's replay needs for a crash or an output of uninitialised memory (Deviation.isolated)."""
+    runner = VariantRunner(timeout)
+    try:
+        return runner.compare(label, spec, values)
+    finally:
+        runner.close()
 
 
 _SHARED: list[VariantRunner] = []
@@ -187,15 +212,24 @@ class CallsVerdict:
         return bool(self.explained) and not self.unexplained
 
 
-def explain_calls(label: str, calls: list[Call], variants: VariantRunner | None = None) -> CallsVerdict:
-    """Hold each recorded call against the reference; explain each disagreement with a witnessed deviation."""
+def explain_calls(label: str, calls: list[Call], variants: VariantRunner | None = None,
+                  isa: Callable[[ConvSpec], str] | None = None) -> CallsVerdict:
+    """Hold each recorded call against the reference; explain each disagreement with a witnessed deviation.
+
+    `isa(spec)` names the kernels the adapter ran a call on (its adapter's `isa`): each call's row carries it and
+    this machine's cpu_features, so an entry explains a call only where its hardware conditions hold on it
+    (without `isa` the kernels are unknown and no hardware-conditioned entry explains anything).
+    """
+    from refconv.hardware import cpu_features
+
     verdict = CallsVerdict()
     for call in calls:
         expected, bound = ops.reference(call.spec, call.values)
         comparison = compare(call.spec, expected, bound, call.actual)
         if comparison.outcome in VALUES_AGREE:
             continue
-        row = {**case_columns(call.spec), "adapter": label, "outcome": comparison.outcome}
+        row = {**case_columns(call.spec), "adapter": label, "outcome": comparison.outcome,
+               "isa": isa(call.spec) if isa else "", "cpu_features": cpu_features()}
         witness = CaseWitness(variants or shared(), call.spec, label, call.values, call.actual)
         found = deviations.explain(row, witness)
         if found:

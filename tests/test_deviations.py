@@ -12,6 +12,7 @@ import pytest
 from refconv import deviation_models, deviations, ops, witness
 from refconv.compare import compare
 from refconv.errors import SpecError
+from refconv.hardware import cpu_features
 from refconv.inputs import np_dtype
 from refconv.rows import case_columns
 from refconv.spec import ConvSpec
@@ -21,8 +22,12 @@ SHORT_BY_FIVE = ConvSpec(n=1, h=2, w=3, c_in=2, c_out=3, kh=7, kw=7, padding="VA
 SHORT_BY_TWO_STRIDE_2 = ConvSpec(n=1, h=1, w=4, c_in=1, c_out=1, kh=3, kw=1, strides=2, padding="VALID")
 
 
-def row(spec: ConvSpec, adapter: str, outcome: str) -> dict:
-    return {**case_columns(spec), "adapter": adapter, "outcome": outcome}
+SPR_CPU = "x86-64-v4 avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 avx_vnni amx"  # where entries were measured
+
+
+def row(spec: ConvSpec, adapter: str, outcome: str, isa: str = "", cpu: str = SPR_CPU) -> dict:
+    """A result row: case columns, adapter, outcome, and the kernels (isa) and CPU that ran it ('' : unreported)."""
+    return {**case_columns(spec), "adapter": adapter, "outcome": outcome, "isa": isa, "cpu_features": cpu}
 
 
 def test_every_entry_is_complete() -> None:
@@ -40,13 +45,15 @@ def test_every_entry_is_complete() -> None:
 
 @pytest.mark.parametrize("entry", deviations.load(), ids=lambda d: d.id)
 def test_every_example_falls_inside_its_when(entry: deviations.Deviation) -> None:
-    assert entry.applies(case_columns(entry.example_spec)), f"{entry.example} is outside {entry.when}"
+    assert entry.applies_case(case_columns(entry.example_spec)), f"{entry.example} is outside {entry.when}"
 
 
 def test_wrong_value_entries_carry_a_witness() -> None:
     """Data-dependent wrong values are never excused by a region alone: each such entry has a model or toggle."""
     witnessed = {d.id: d.describe_witness() for d in deviations.load() if "mismatch" in d.outcomes}
     assert witnessed == {
+        "tf_keras_jax_flush_subnormals": "model flush_subnormals",
+        "torch_onednn_bf16_flush_subnormals": "model flush_subnormals",
         "torch_single_channel_ambiguous_strides_wrong_values": "toggle mkldnn=off",
         "torch_mkldnn_bf16_one_output_column_wrong_values": "toggle mkldnn=off",
         "tf_onednn_batched_single_channel_row_stride_wrong_values": "toggle onednn=off",
@@ -57,6 +64,7 @@ def test_wrong_value_entries_carry_a_witness() -> None:
         "tf_onednn_bf16_nan_inf_spread_left": "toggle onednn=off",
         "onnx_ref_row_dilation_zero_insertion_nan": "model onnx_ref_dilation_zero_insertion",
         "onnx_ref_col_dilation_zero_insertion_nan": "model onnx_ref_dilation_zero_insertion",
+        "tf_eigen_grad_filter_empty_output_wrong_values": "toggle onednn=on",  # Eigen's, witnessed by oneDNN
     }
 
 
@@ -83,32 +91,40 @@ def test_derived_facts() -> None:
     assert deviations.derived({"h": 1}) == {}
 
 
-@pytest.mark.parametrize(("spec", "adapter", "outcome", "expected"), [
-    (SHORT_BY_ONE, "tf", "wrong_shape", "tf_onednn_empty_output_wrong_shape"),
-    (SHORT_BY_ONE, "tf:onednn=on", "raised", "tf_onednn_empty_output_wrong_shape"),
-    (SHORT_BY_ONE, "tf:onednn=off", "wrong_shape", ""),  # oneDNN off is right here: no excuse
-    (SHORT_BY_ONE.replace(dtype="float64"), "tf", "wrong_shape", ""),  # Eigen path, correct
-    (SHORT_BY_FIVE, "tf", "raised", "tf_valid_empty_output_raises"),
-    (SHORT_BY_FIVE, "tf:onednn=off", "raised", "tf_valid_empty_output_raises"),
-    (SHORT_BY_TWO_STRIDE_2, "tf:onednn=off", "raised", ""),  # 2 short but stride 2: TF gives the empty output
-    (SHORT_BY_ONE, "torch", "raised", "torch_empty_output_raises"),
-    (SHORT_BY_ONE, "torch:threads=1", "raised", "torch_empty_output_raises"),
-    (SHORT_BY_ONE, "torch", "mismatch", ""),
-    (SHORT_BY_ONE, "tfx.conv:Mine", "raised", ""),  # a third party's path is never excused by tf's entries
-    (ConvSpec(n=1, h=5, w=5, c_in=1, c_out=1, kh=3, kw=3), "torch", "raised", ""),  # non-empty output
+AMX = "onednn:avx512_core_amx"
+
+
+@pytest.mark.parametrize(("spec", "adapter", "outcome", "isa", "expected"), [
+    (SHORT_BY_ONE, "tf", "wrong_shape", AMX, "tf_onednn_empty_output_wrong_shape"),
+    (SHORT_BY_ONE, "tf:onednn=on", "raised", "onednn:avx2", "tf_onednn_empty_output_wrong_shape"),  # any oneDNN level
+    (SHORT_BY_ONE, "tf:onednn=off", "wrong_shape", "eigen", ""),  # oneDNN off is right here: no excuse
+    (SHORT_BY_ONE, "tf", "wrong_shape", "eigen", ""),  # tf on an AVX2 CPU runs Eigen by default: right there too
+    (SHORT_BY_ONE, "tf", "wrong_shape", "", ""),  # kernels unreported: a kernel-bound entry predicts nothing
+    (SHORT_BY_ONE.replace(dtype="float64"), "tf", "wrong_shape", "eigen", ""),  # Eigen path, correct
+    (SHORT_BY_FIVE, "tf", "raised", AMX, "tf_valid_empty_output_raises"),
+    (SHORT_BY_FIVE, "tf:onednn=off", "raised", "eigen", "tf_valid_empty_output_raises"),
+    (SHORT_BY_FIVE, "tf", "raised", "", "tf_valid_empty_output_raises"),  # any kernels: none needed
+    (SHORT_BY_TWO_STRIDE_2, "tf:onednn=off", "raised", "eigen", ""),  # 2 short but stride 2: TF gives the empty output
+    (SHORT_BY_ONE, "torch", "raised", "aten", "torch_empty_output_raises"),
+    (SHORT_BY_ONE, "torch:threads=1", "raised", "onednn:avx2", "torch_empty_output_raises"),
+    (SHORT_BY_ONE, "torch", "mismatch", AMX, ""),
+    (SHORT_BY_ONE, "tfx.conv:Mine", "raised", AMX, ""),  # a third party's path is never excused by tf's entries
+    (ConvSpec(n=1, h=5, w=5, c_in=1, c_out=1, kh=3, kw=3), "torch", "raised", AMX, ""),  # non-empty output
 ])
-def test_match(spec: ConvSpec, adapter: str, outcome: str, expected: str) -> None:
-    assert deviations.match(row(spec, adapter, outcome)) == expected
+def test_match(spec: ConvSpec, adapter: str, outcome: str, isa: str, expected: str) -> None:
+    assert deviations.match(row(spec, adapter, outcome, isa)) == expected
 
 
 def test_parse_rejects_malformed_entries() -> None:
     with pytest.raises(SpecError, match="known deviation 'bad': unknown keys \\['adaptor'\\]"):
-        deviations.parse('[bad]\nadaptor = "tf"\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\nexample = "e"\n')
-    with pytest.raises(SpecError, match="missing keys \\['example'\\]"):
+        deviations.parse('[bad]\nadaptor = "tf"\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\nexample = "e"\n'
+                         'measured = "m"\n')
+    with pytest.raises(SpecError, match="missing keys \\['example', 'measured'\\]"):
         deviations.parse('[bad]\nadapter = "tf"\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\n')
 
 
-ENTRY = f'[e]\nadapter = "tf"\noutcomes = ["mismatch"]\nreason = "r"\nupstream = "u"\nexample = "{SHORT_BY_ONE.id}"\n'
+ENTRY = (f'[e]\nadapter = "tf"\noutcomes = ["mismatch"]\nreason = "r"\nupstream = "u"\nexample = "{SHORT_BY_ONE.id}"\n'
+         'measured = "m"\n')
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -118,6 +134,7 @@ ENTRY = f'[e]\nadapter = "tf"\noutcomes = ["mismatch"]\nreason = "r"\nupstream =
     ('model = "nope"', "unknown model 'nope'"),
     ('toggle = "onednn"', "toggle must be key=value"),
     ('model = "keras_bias_on_width"\ntoggle = "onednn=off"', "one witness, model or toggle, not both"),
+    ('replay = "twice"', "replay must be one of \\['fresh'\\], got 'twice'"),
     ("when = { h = 3 }", "example n1-2x2x2-k3x3x2-s1x1-valid-f32 falls outside its when"),
     ('when = { dtype = "float64" }', "falls outside its when"),
 ])
@@ -133,7 +150,7 @@ def test_when_accepts_row_columns_and_derived_facts() -> None:
 
 def test_ranges_and_lists() -> None:
     (entry,) = deviations.parse(
-        '[e]\nadapter = ["a", "b:*"]\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\n'
+        '[e]\nadapter = ["a", "b:*"]\noutcomes = ["raised"]\nreason = "r"\nupstream = "u"\nmeasured = "m"\n'
         f'example = "{SHORT_BY_ONE.id}"\nwhen = {{ h = {{ min = 2, max = 3 }}, dtype = ["float32"] }}\n')
     assert entry.matches(row(SHORT_BY_ONE, "b:x=1", "raised"))
     assert not entry.matches(row(SHORT_BY_ONE.replace(h=4), "a", "raised"))
@@ -153,17 +170,30 @@ def test_strict_reports_entries_that_no_longer_reproduce() -> None:
     assert not any(line.startswith("tf_onednn_empty_output_wrong_shape") for line in stale)
 
 
-@pytest.mark.parametrize("label", ["tf", "torch"])
-def test_entries_reproduce_on_this_stack(label: str) -> None:
-    """Replay each entry's own example on the real framework: every entry still shows its behaviour."""
+# Each entry that names tf or torch, on that framework here: (label, entry).
+STACK = [(label, d) for label in ("tf", "torch") for d in deviations.load() if d.covers(label)]
+
+
+@pytest.mark.parametrize(("label", "entry"), STACK, ids=[f"{d.id}@{label}" for label, d in STACK])
+def test_entries_reproduce_on_this_stack(label: str, entry: deviations.Deviation) -> None:
+    """Replay the entry's own example on the real framework: it still shows its behaviour wherever its hardware
+    conditions hold on the kernels the adapter runs it on here; elsewhere it skips as not applicable here."""
     pytest.importorskip({"tf": "tensorflow", "torch": "torch"}[label], reason=f"{label} is not installed")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from refconv.conformance.check import load_adapter, run
+    from refconv.conformance.check import adapter_isa, load_adapter, run
 
     adapter, _ = load_adapter(label)
-    in_worker = witness.shared().compare  # an entry documenting a crash is replayed in a worker process
-    assert deviations.strict(lambda lab, spec: run(adapter, spec).outcome, [label],
-                             isolated=lambda lab, spec: in_worker(lab, spec).outcome) == []
+    declined = ops.unsupported_reason(adapter, entry.example_spec)
+    if declined:
+        pytest.skip(f"{label} declines {entry.id}'s example {entry.example} here: {declined}")
+    in_worker = witness.fresh_compare  # a crash (or replay = "fresh") is replayed in a new worker process
+    skipped: list[str] = []
+    stale = deviations.strict(lambda lab, spec: run(adapter, spec).outcome, [label], [entry],
+                              isolated=lambda lab, spec: in_worker(lab, spec).outcome,
+                              isa=lambda lab, spec: adapter_isa(adapter, spec), skipped=skipped)
+    if skipped:
+        pytest.skip("; ".join(skipped))
+    assert stale == []
 
 
 # --- witnesses: a deviation explains only what it predicts ----------------------------------------
@@ -218,12 +248,15 @@ def test_planted_tf_float64_mismatch_is_not_explained() -> None:
     (TF_F32, "tf:onednn=on", "tf:onednn=off", "tf_onednn_batched_single_channel_row_stride_wrong_values"),
 ])
 def test_toggle_explains_only_where_the_variant_passes(spec: ConvSpec, label: str, toggled: str, entry: str) -> None:
-    failing = row(spec, label, "mismatch")
+    failing = row(spec, label, "mismatch", AMX)  # on the AVX-512 kernels where both entries were measured
     both_fail = FakeWitness(spec)
     assert deviations.explain(failing, both_fail) == ""  # the variant fails too: a different bug
     assert both_fail.asked == [toggled]
     assert deviations.explain(failing) == ""  # no witness, no excuse
     assert deviations.explain(failing, FakeWitness(spec, passing=(toggled,))) == entry
+    # the same failure on oneDNN's AVX2 kernels (a capped oneDNN, or an AVX2 CPU): measured right there, never excused
+    avx2 = row(spec, label, "mismatch", "onednn:avx2", "x86-64-v3 avx2 fma")
+    assert deviations.explain(avx2, FakeWitness(spec, passing=(toggled,))) == ""
 
 
 def test_toggled_labels() -> None:
@@ -301,8 +334,15 @@ def test_recorded_deviations_are_found_and_explained(entry: deviations.Deviation
     if reason:
         pytest.skip(f"{label}: {reason}")
     spec = entry.example_spec
-    comparison = variants.compare(label, spec)
-    failing = {**case_columns(spec), "adapter": label, "outcome": comparison.outcome}
+    isa = variants.isa(label, spec)  # the kernels the label runs the example on here, asked in its worker
+    reason = entry.not_applicable(label, isa, cpu_features())
+    if reason:
+        pytest.skip(reason)
+    comparison = witness.fresh_compare(label, spec) if entry.replay == "fresh" else variants.compare(label, spec)
+    if comparison.outcome == "unsupported":
+        pytest.skip(f"{label} declines {entry.example} here: {comparison.error}")
+    failing = {**case_columns(spec), "adapter": label, "outcome": comparison.outcome, "isa": isa,
+               "cpu_features": cpu_features()}
     assert comparison.outcome in entry.outcomes, comparison.message(label, spec)
     assert deviations.explain(failing, witness.CaseWitness(variants, spec, label)) == entry.id
 
@@ -313,13 +353,16 @@ def test_conformance_verdict_excuses_only_a_witnessed_failure() -> None:
     from refconv.conformance.check import verdict
 
     mismatch = Comparison("mismatch", (2, 2, 1, 1), (2, 2, 1, 1), 4, 2)
-    assert verdict("tf", TF_F32, mismatch, FakeWitness(TF_F32, passing=("tf:onednn=off",))).action == "xfail"
-    failed = verdict("tf", TF_F32, mismatch, FakeWitness(TF_F32))
+    passing = FakeWitness(TF_F32, passing=("tf:onednn=off",))
+    assert verdict("tf", TF_F32, mismatch, passing, isa=AMX).action == "xfail"
+    failed = verdict("tf", TF_F32, mismatch, FakeWitness(TF_F32), isa=AMX)
     assert failed.action == "fail" and "does not explain this 'mismatch'" in failed.message
-    assert verdict("tf", TF_F32, mismatch).action == "fail"  # no witness given
+    assert verdict("tf", TF_F32, mismatch, isa=AMX).action == "fail"  # no witness given
+    avx2 = verdict("tf", TF_F32, mismatch, passing, isa="onednn:avx2")  # not applicable on these kernels
+    assert avx2.action == "fail" and "not applicable here: tf_onednn_batched_single_channel" in avx2.message
     planted = FakeWitness(PLANTED_64, passing=("torch:mkldnn=off",))
-    assert verdict("torch", PLANTED_64, mismatch, planted).action == "fail"  # outside every measured region
-    assert verdict("tf", TF_F32, Comparison("pass", (2, 2, 1, 1), (2, 2, 1, 1), 4)).action == "pass"
+    assert verdict("torch", PLANTED_64, mismatch, planted, isa=AMX).action == "fail"  # outside every measured region
+    assert verdict("tf", TF_F32, Comparison("pass", (2, 2, 1, 1), (2, 2, 1, 1), 4), isa=AMX).action == "pass"
 
 
 # --- onnx-ref dilates a kernel by inserting zeros: 0 * Inf = NaN under the holes --------------------
@@ -369,3 +412,157 @@ def test_zero_insertion_explains_only_outputs_that_match_it(entry: deviations.De
     undilated = spec.replace(dilations=(1, 1))  # outside the entry even when the output matches a model
     assert deviations.explain(row(undilated, "onnx-ref", "mismatch"), FakeWitness(undilated, as_modelled)) == ""
     assert deviations.explain(row(spec, "onnxruntime", "mismatch"), FakeWitness(spec, as_modelled)) == ""
+
+
+# --- hardware: where an entry applies, where it is not applicable here, and its standing in a run -----------
+
+AMX_CPU = "x86-64-v4 avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 avx_vnni amx"
+AVX2_CPU = "x86-64-v3 avx2 fma"
+AVX512_ONLY = (f'[e]\nadapter = ["tf", "tf:*"]\noutcomes = ["mismatch", "raised"]\nreason = "r"\nupstream = "u"\n'
+               f'measured = "m"\nexample = "{SHORT_BY_ONE.id}"\n'
+               'when = { op = "conv2d", c_in = 2, kernels = "onednn", onednn_isa = ["avx512_core", '
+               '"avx512_core_amx"] }\n')
+
+
+def hw_row(spec: ConvSpec, adapter: str, outcome: str, isa: str, cpu: str = AMX_CPU, explained: str = "") -> dict:
+    return {**row(spec, adapter, outcome), "isa": isa, "cpu_features": cpu, "known_deviation": explained}
+
+
+def test_hardware_conditions_hold_only_on_the_kernels_named() -> None:
+    (entry,) = deviations.parse(AVX512_ONLY)
+    assert entry.hardware == {"kernels": "onednn", "onednn_isa": ["avx512_core", "avx512_core_amx"]}
+    assert entry.applies(hw_row(SHORT_BY_ONE, "tf", "raised", "onednn:avx512_core_amx"))
+    assert entry.applies(hw_row(SHORT_BY_ONE, "tf", "raised", "onednn:avx512_core"))
+    for isa in ("onednn:avx2", "onednn:avx512_core_vnni", "eigen", "", "onednn"):
+        assert not entry.applies(hw_row(SHORT_BY_ONE, "tf", "raised", isa)), isa
+    assert not entry.applies({**row(SHORT_BY_ONE, "tf", "raised")})  # a row without isa: kernels unknown
+    assert entry.applies_case(row(SHORT_BY_ONE, "tf", "raised"))  # the case region alone holds
+    # exact: the hardware decides whether the row is explained
+    assert deviations.explain(hw_row(SHORT_BY_ONE, "tf", "raised", "onednn:avx512_core_amx"), entries=[entry]) == "e"
+    assert deviations.explain(hw_row(SHORT_BY_ONE, "tf", "raised", "onednn:avx2", AVX2_CPU), entries=[entry]) == ""
+
+
+def test_not_applicable_reason_names_the_conditions_the_label_and_its_kernels() -> None:
+    (entry,) = deviations.parse(AVX512_ONLY)
+    assert entry.not_applicable("tf", "onednn:avx512_core_amx", AMX_CPU) == ""
+    assert entry.not_applicable("tf", "eigen", AVX2_CPU) == (
+        "not applicable here: e needs kernels = onednn; onednn_isa in avx512_core, avx512_core_amx; "
+        f"tf runs eigen on {AVX2_CPU}")
+    assert "tf runs unreported kernels (its adapter has no isa())" in entry.not_applicable("tf", "", AMX_CPU)
+    (free,) = deviations.parse(AVX512_ONLY.replace(', kernels = "onednn", onednn_isa = ["avx512_core", '
+                                                   '"avx512_core_amx"]', ""))
+    assert free.hardware == {} and free.not_applicable("tf", "", "") == ""  # no conditions: any machine
+
+
+def test_cpu_feature_conditions() -> None:
+    (entry,) = deviations.parse(AVX512_ONLY.replace('kernels = "onednn", onednn_isa = ["avx512_core", '
+                                                    '"avx512_core_amx"]', 'cpu_avx512f = true, x86_level = 4'))
+    assert entry.hardware_holds("onednn:avx2", AMX_CPU)  # the CPU's features, whatever oneDNN was capped at
+    assert not entry.hardware_holds("onednn:avx2", AVX2_CPU)
+    assert entry.describe_hardware() == "cpu_avx512f = True; x86_level = 4"
+
+
+def test_strict_skips_an_entry_not_applicable_here_and_fails_one_that_applies_but_passes() -> None:
+    (entry,) = deviations.parse(AVX512_ONLY)
+    skipped: list[str] = []
+    ran: list[str] = []
+
+    def run(label: str, spec: ConvSpec) -> str:
+        ran.append(label)
+        return "pass"
+
+    stale = deviations.strict(run, ["tf"], [entry], isa=lambda label, spec: "onednn:avx2", skipped=skipped)
+    assert stale == [] and ran == []  # not replayed: it cannot hold on these kernels
+    assert skipped and skipped[0].startswith("not applicable here: e needs kernels = onednn")
+    stale = deviations.strict(run, ["tf"], [entry], isa=lambda label, spec: "onednn:avx512_core_amx", skipped=skipped)
+    assert ran == ["tf"] and len(stale) == 1  # applies here and passes: fixed here? The strict test fails
+    assert stale[0].startswith("e: tf gave 'pass'") and "no longer reproduces" in stale[0]
+    assert len(deviations.strict(run, ["tf"], [entry])) == 1  # no isa given: replayed as before
+
+
+def test_strict_reports_a_declined_example_as_skipped_not_stale() -> None:
+    (entry,) = deviations.parse(AVX512_ONLY)
+    skipped: list[str] = []
+    stale = deviations.strict(lambda label, spec: "unsupported", ["tf:onednn=off"], [entry],
+                              isa=lambda label, spec: "onednn:avx512_core", skipped=skipped)
+    assert stale == [] and skipped == [f"tf:onednn=off declines e's example {SHORT_BY_ONE.id} here"]
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    # a row the entry explains
+    ([hw_row(SHORT_BY_ONE, "tf", "raised", "onednn:avx512_core_amx", explained="e")], deviations.APPLIED),
+    # its hardware and region hold on a row that passes: fixed here?
+    ([hw_row(SHORT_BY_ONE, "tf", "pass", "onednn:avx512_core_amx"),
+      hw_row(SHORT_BY_ONE, "tf", "raised", "onednn:avx2")], deviations.FIXED_HERE),
+    # its adapter's rows all ran other kernels: not applicable here, even inside the case region
+    ([hw_row(SHORT_BY_ONE, "tf", "pass", "onednn:avx2", AVX2_CPU),
+      hw_row(SHORT_BY_ONE, "tf:onednn=off", "pass", "eigen", AVX2_CPU)], deviations.NOT_APPLICABLE),
+    # its hardware holds but no row falls inside its case region
+    ([hw_row(SHORT_BY_ONE.replace(c_in=1, c_out=1), "tf", "pass", "onednn:avx512_core")], deviations.NOT_EXERCISED),
+    # no row of its adapters at all (the hardware of another engine's rows says nothing about it)
+    ([hw_row(SHORT_BY_ONE, "torch", "raised", "onednn:avx2")], deviations.NOT_EXERCISED),
+    ([], deviations.NOT_EXERCISED),
+])
+def test_status_of_an_entry_over_a_runs_rows(rows: list[dict], expected: str) -> None:
+    (entry,) = deviations.parse(AVX512_ONLY)
+    assert deviations.status(entry, rows) == expected
+    found = deviations.classify(entry, rows)
+    assert found.status == expected and found.describe(entry).startswith(expected)
+
+
+def test_status_counts_and_words() -> None:
+    (entry,) = deviations.parse(AVX512_ONLY)
+    rows = [hw_row(SHORT_BY_ONE, "tf", "pass", "onednn:avx2", AVX2_CPU),
+            hw_row(SHORT_BY_ONE, "tf", "pass", "eigen", AVX2_CPU)]
+    found = deviations.classify(entry, rows)
+    assert (found.adapter_rows, found.hardware_rows, found.region_rows, found.explained) == (2, 0, 0, 0)
+    assert found.describe(entry) == ("not applicable here: needs kernels = onednn; onednn_isa in avx512_core, "
+                                     "avx512_core_amx; its adapters ran onednn:avx2, eigen")
+    fixed = deviations.classify(entry, [hw_row(SHORT_BY_ONE, "tf", "pass", "onednn:avx512_core")])
+    assert fixed.describe(entry).startswith("fixed here?: 1 row(s) inside its when (hardware included), none shows it")
+    (free,) = deviations.parse(AVX512_ONLY.replace(', kernels = "onednn", onednn_isa = ["avx512_core", '
+                                                   '"avx512_core_amx"]', ""))
+    # an entry without hardware conditions is never 'not applicable': its rows decide
+    assert deviations.status(free, rows) == deviations.FIXED_HERE
+
+
+def test_measured_is_required() -> None:
+    with pytest.raises(SpecError, match="missing keys \\['measured'\\]"):
+        deviations.parse(AVX512_ONLY.replace('measured = "m"\n', ""))
+
+
+def test_every_entry_says_where_it_was_measured() -> None:
+    for d in deviations.load():
+        assert d.measured, d.id
+        assert "2026" in d.measured, d.id  # dated
+
+
+def test_verdict_predicts_only_where_the_hardware_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conformance verdict's row carries the kernels and CPU: an entry not applicable here excuses nothing."""
+    from refconv.compare import Comparison
+    from refconv.conformance.check import verdict
+
+    (entry,) = deviations.parse(AVX512_ONLY)
+    monkeypatch.setattr(deviations, "load", lambda: (entry,))
+    raised = Comparison("raised", (1, 0, 0, 2), None, error="boom")
+    assert verdict("tf", SHORT_BY_ONE, raised, isa="onednn:avx512_core_amx").action == "xfail"
+    elsewhere = verdict("tf", SHORT_BY_ONE, raised, isa="onednn:avx2")
+    assert elsewhere.action == "fail"
+    assert "inside the case region of a known deviation, but not applicable here: e needs" in elsewhere.message
+    assert verdict("tf", SHORT_BY_ONE, raised).action == "fail"  # kernels unreported: nothing predicted
+    passing = Comparison("pass", (1, 0, 0, 2), (1, 0, 0, 2), 0)
+    assert verdict("tf", SHORT_BY_ONE, passing, isa="onednn:avx2").action == "pass"  # not predicted there
+    stale = verdict("tf", SHORT_BY_ONE, passing, isa="onednn:avx512_core")  # predicted, and it passes: fixed here?
+    assert stale.action == "fail" and "no longer reproduces here (strict; fixed here? tf ran onednn:avx512_core)" \
+        in stale.message
+
+
+def test_fresh_and_crash_entries_replay_in_a_worker() -> None:
+    (fresh,) = deviations.parse(ENTRY + 'replay = "fresh"\n')
+    (plain,) = deviations.parse(ENTRY)
+    (crash,) = deviations.parse(ENTRY.replace('["mismatch"]', '["crashed"]'))
+    assert fresh.isolated and crash.isolated and not plain.isolated
+    where: list[str] = []
+    deviations.strict(lambda label, spec: where.append("in process") or "mismatch", ["tf"], [fresh, plain, crash],
+                      isolated=lambda label, spec: where.append("worker") or "crashed")
+    assert where == ["worker", "in process", "worker"]

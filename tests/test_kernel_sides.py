@@ -33,7 +33,7 @@ def test_tf_onednn_expected_follows_tensorflows_rule(env: dict[str, str], flags:
 
 def test_default_set_adds_the_onednn_side_where_tf_defaults_to_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hardware, "tf_onednn_expected", lambda env=None, flags=None: False)
-    assert run_command.other_kernel_sides(["numpy", "tf", "keras"]) == ["tf:onednn=on", "keras:onednn=on"]
+    assert run_command.other_kernel_sides(["numpy", "tf", "keras"]) == ["tf:onednn=on"]
     assert run_command.other_kernel_sides(["numpy", "torch"]) == []
     monkeypatch.setattr(hardware, "tf_onednn_expected", lambda env=None, flags=None: True)
     assert run_command.other_kernel_sides(["numpy", "tf", "keras"]) == []  # off is the witness toggle already

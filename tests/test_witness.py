@@ -17,7 +17,7 @@ WRONG = "fake_adapters:Faulty:mode=wrong"  # the numpy answer with one element o
 SPEC = ConvSpec(n=1, h=4, w=4, c_in=2, c_out=2, kh=3, kw=3)
 # A planted entry for the fake adapter: its toggle either spares the case (on=n9: only ids starting n9) or not.
 TOGGLE_ENTRY = (f'[fake_wrong]\nadapter = "fake_adapters:Faulty:*"\noutcomes = ["mismatch"]\nreason = "r"\n'
-                f'upstream = "u"\nexample = "{SPEC.id}"\nwhen = {{ c_in = 2 }}\n')
+                f'upstream = "u"\nmeasured = "planted"\nexample = "{SPEC.id}"\nwhen = {{ c_in = 2 }}\n')
 
 
 @pytest.fixture(scope="module")

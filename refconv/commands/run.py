@@ -254,15 +254,17 @@ def split_labels(text: str) -> list[str]:
 
 
 def other_kernel_sides(labels: list[str]) -> list[str]:
-    """tf:onednn=on (and keras's) where TensorFlow's default here is oneDNN off, so both sides run by default.
+    """tf:onednn=on where TensorFlow's default here is oneDNN off, so both kernel families run by default.
 
     Where the default is on, the off side is there already: the toggle witness `onednn=off` runs on failing rows.
+    keras:onednn=on is left to --adapters: Keras calls the same TensorFlow kernels, and a second Keras worker
+    took the default run on an AVX2-like setup from 234 s to 427 s together with tf:onednn=on (docs/hardware.md).
     """
     from refconv import hardware
 
-    if hardware.tf_onednn_expected():
+    if hardware.tf_onednn_expected() or "tf" not in labels:
         return []
-    return [f"{name}:onednn=on" for name in TF_ENGINES if name in labels]
+    return ["tf:onednn=on"]
 
 
 def isa_matrix(labels: list[str]) -> list[str]:
@@ -414,7 +416,7 @@ def _one_case(args: argparse.Namespace) -> int:
     for answer in answers:
         print()
         print(answer.comparison.message(answer.label, spec))
-        known = _known_deviation(spec, answer.label, answer.comparison.outcome, answer.actual)
+        known = _known_deviation(spec, answer.label, answer.comparison.outcome, answer.actual, answer.isa)
         if known:
             print(f"  known deviation {known}")
         timing = runner.timing_columns(spec, answer.times_ms)
@@ -427,12 +429,13 @@ def _one_case(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _known_deviation(spec: Any, label: str, outcome: str, actual: Any = None) -> str:
+def _known_deviation(spec: Any, label: str, outcome: str, actual: Any = None, isa: str = "") -> str:
     """'id: reason (upstream)' of the reviewed deviation that explains this outcome (witness checked), or ''."""
-    from refconv import deviations, witness
+    from refconv import deviations, hardware, witness
     from refconv.rows import case_columns
 
-    row = {**case_columns(spec), "adapter": label, "outcome": outcome}
+    row = {**case_columns(spec), "adapter": label, "outcome": outcome, "isa": isa,
+           "cpu_features": hardware.cpu_features()}
     found = deviations.find(row, witness=witness.CaseWitness(witness.shared(), spec, label, actual=actual))
     return f"{found.id}: {found.reason} ({found.upstream})" if found else ""
 

@@ -4,7 +4,9 @@
            --refconv-cases edge,grid,random:500 --refconv-dtype float32 --pyargs refconv.conformance
 
 Tests that take `refconv_label` are parametrized over the adapters; tests that also take
-`refconv_case` over (case, adapter) pairs with ids `<case id>@<adapter label>`. Hypothesis profiles
+`refconv_case` over (case, adapter) pairs with ids `<case id>@<adapter label>`, and tests that take
+`refconv_deviation` over (known deviation, adapter) pairs, `<entry id>@<adapter label>`, for the entries that name
+the adapter (refconv/data/known_deviations.toml). Hypothesis profiles
 `ci`, `dev` and `deep` are registered here and selected by --refconv-profile or HYPOTHESIS_PROFILE.
 """
 
@@ -143,8 +145,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [_param((label, case), f"{case.id}@{label}", label, skips)
                   for case in selected_cases(metafunc.config) for label in labels]
         metafunc.parametrize(("refconv_label", "refconv_case"), params)
+    elif "refconv_deviation" in names:
+        metafunc.parametrize(("refconv_label", "refconv_deviation"), _deviation_params(labels, skips))
     else:
         metafunc.parametrize("refconv_label", [_param((label,), label, label, skips) for label in labels])
+
+
+def _deviation_params(labels: list[str], skips: dict[str, str]) -> list[Any]:
+    """(label, entry) per reviewed entry that names the label; a label no entry names skips with that reason."""
+    from refconv import deviations
+
+    params = []
+    for label in labels:
+        entries = [d for d in deviations.load() if d.covers(label)]
+        if not entries:
+            reason = skips.get(label, f"no known deviations name {label}")
+            params.append(pytest.param(label, None, id=label, marks=[pytest.mark.skip(reason=reason)]))
+        params += [_param((label, entry), f"{entry.id}@{label}", label, skips) for entry in entries]
+    return params
 
 
 def adapter_or_skip(label: str) -> Any:
