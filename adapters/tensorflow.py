@@ -152,10 +152,13 @@ def check_isa(adapter: str, isa: str, onednn: str | None) -> str:
 
 
 def set_kernels(adapter: str, onednn: str | None, isa: str | None) -> str:
-    """Check both options, then set their variables before TensorFlow's import; returns the label."""
+    """Check both options, then set their variables before TensorFlow's import; returns the label.
+
+    The level first: an impossible level is the clearer line whatever the process's TensorFlow already did.
+    """
+    level = None if isa is None else check_isa(adapter, isa, onednn)
     if onednn is not None:
         check_onednn(adapter, onednn)
-    level = None if isa is None else check_isa(adapter, isa, onednn)
     if onednn is not None:
         set_onednn(adapter, onednn)
     if level is not None:

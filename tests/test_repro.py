@@ -182,11 +182,12 @@ def test_a_deviation_needing_amx_fp16_is_not_reproducible_without_it_and_judged_
     repro.save_inputs(tmp_path / f"{SPEC.id}.npz", x, w, b)
     path.write_text(repro.script(SPEC, "torch", "m", where=where))
     amx = " ".join(["sse4_1 avx avx2 fma", *hardware.ONEDNN_LEVELS["avx512_core_amx"]])
-    proc = run_with(path, REFCONV_REPRO_CPU_FLAGS=amx)  # AMX without FP16: oneDNN runs avx512_core_amx here
+    uncapped = {"ONEDNN_MAX_CPU_ISA": "", "DNNL_MAX_CPU_ISA": ""}  # the planted CPU alone decides (tox -e avx2 caps)
+    proc = run_with(path, REFCONV_REPRO_CPU_FLAGS=amx, **uncapped)  # AMX without FP16: oneDNN's avx512_core_amx
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "not reproducible on this CPU (needs onednn_isa in avx512_core_amx_fp16 (known deviation amx_fp16_only))" \
         in proc.stdout and "here: kernels onednn:avx512_core_amx" in proc.stdout
-    proc = run_with(path, REFCONV_REPRO_CPU_FLAGS=amx + " amx_fp16")  # with it: a correct torch is a fix
+    proc = run_with(path, REFCONV_REPRO_CPU_FLAGS=amx + " amx_fp16", **uncapped)  # with it: a correct torch is a fix
     assert proc.returncode == 0 and "NOT REPRODUCED" in proc.stdout, proc.stdout + proc.stderr
 
 

@@ -179,13 +179,26 @@ REAL = [("tf", "tensorflow", "n2-2x1x1-k1x2x1-s1x2-same-f32-nobias"),
 @pytest.mark.slow  # a framework import in a fresh process: 10-30 s on a loaded 2-core machine
 @pytest.mark.parametrize(("label", "module", "case_id"), REAL, ids=[r[0] for r in REAL])
 def test_real_framework_bug_reports_reproduce(tmp_path, label, module, case_id):
+    """Each report's script reproduces where its entry's kernels run here, and says 'not this CPU' elsewhere."""
     pytest.importorskip(module, reason=f"{module} is not installed")
+    from refconv import deviations, hardware
+    from refconv.rows import case_columns
+
+    row = {**case_columns(ConvSpec.from_id(case_id)), "adapter": label, "outcome": "mismatch"}
+    entry = next(d for d in deviations.load() if d.covers(label) and d.applies_case(row)
+                 and "mismatch" in d.outcomes and not d.model.startswith("flush"))
     problem = {"id": f"{label}-real", "adapters": [label], "outcome": "mismatch", "minimal_case": case_id,
-               "cases": [case_id], "engines": {label: "mismatch"}}
+               "cases": [case_id], "engines": {label: "mismatch"}, "known_deviation": entry.id}
     script = extract_script(upstream.write_report(tmp_path, problem, [], {}).read_text())
     assert "import adapters" not in script and "from refconv" not in script and "sys.path" not in script
     proc = run_alone(script, tmp_path / "alone")
-    assert proc.returncode == 1 and "REPRODUCED" in proc.stdout, proc.stdout + proc.stderr
+    # oneDNN's level here as the frameworks run it (ONEDNN_MAX_CPU_ISA; TF_ENABLE_ONEDNN_OPTS for tf)
+    tf_off = label == "tf" and not hardware.tf_onednn_expected()
+    here = "eigen" if tf_off else hardware.onednn_isa(hardware.onednn_level_in_force())
+    if entry.hardware_holds(here, hardware.cpu_features()):
+        assert proc.returncode == 1 and "REPRODUCED" in proc.stdout, proc.stdout + proc.stderr
+    else:
+        assert proc.returncode == 3 and "not reproducible on this CPU" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_onnxruntime_report_calls_onnxruntime_directly_and_reproduces_the_shifted_windows(tmp_path):
