@@ -128,7 +128,10 @@ def toggled(label: str, toggle: str) -> str:
     import adapters  # the registry only: importing it loads no framework
 
     ref = adapters.parse(label)  # a pinned version stays pinned: tf@2.19.1 -> tf@2.19.1:onednn=off
-    return adapters.AdapterRef(ref.name, {**ref.options, **adapters.parse("x:" + toggle).options}, ref.version).label
+    options = {**ref.options, **adapters.parse("x:" + toggle).options}
+    if options.get("onednn") == "off":  # isa caps oneDNN: with it off the cap means nothing (and is refused)
+        options.pop("isa", None)
+    return adapters.AdapterRef(ref.name, options, ref.version).label
 
 
 @dataclass(frozen=True)

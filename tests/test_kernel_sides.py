@@ -46,6 +46,14 @@ def test_isa_matrix_runs_each_onednn_engine_at_every_level(monkeypatch: pytest.M
                       "torch:isa=sse41", "torch:isa=avx", "torch:isa=avx2"]
 
 
+def test_a_toggle_that_turns_onednn_off_drops_its_cap() -> None:
+    """tf:isa=avx2:onednn=on's witness is tf:onednn=off (tf:isa=...:onednn=off is refused: nothing to cap)."""
+    from refconv.deviations import toggled
+
+    assert toggled("tf:isa=avx512_core_amx:onednn=on", "onednn=off") == "tf:onednn=off"
+    assert toggled("torch:isa=avx2", "mkldnn=off") == "torch:isa=avx2:mkldnn=off"  # the cap still holds ATen
+
+
 def test_onednn_levels_and_caps() -> None:
     assert hardware.onednn_levels(AVX2_ONLY) == ["sse41", "avx", "avx2"]
     assert hardware.onednn_level_in_force({}, SAPPHIRE_RAPIDS) == "avx512_core_amx"
