@@ -113,15 +113,29 @@ class VariantRunner:
             handle.close()
 
 
+# An output of uninitialised memory is whatever the allocator hands back: the Eigen filter-gradient example failed in
+# 8 of 8 fresh processes on one day and passed in one under `tox -e avx2`, so a replay gets a few fresh processes.
+FRESH_TRIES = 3
+
+
 def fresh_compare(label: str, spec: ConvSpec, values: tuple[Any, ...] | None = None,
-                  timeout: float = TIMEOUT_S) -> Comparison:
+                  timeout: float = TIMEOUT_S, tries: int = FRESH_TRIES) -> Comparison:
     """The label's verdict on the case in a new worker process of its own (stopped after): nothing ran there before,
-    as a known deviation's replay needs for a crash or an output of uninitialised memory (Deviation.isolated)."""
-    runner = VariantRunner(timeout)
-    try:
-        return runner.compare(label, spec, values)
-    finally:
-        runner.close()
+    as a known deviation's replay needs for a crash or an output of uninitialised memory (Deviation.isolated).
+
+    Up to `tries` fresh processes, the first failing verdict kept: a fixed framework passes every one of them.
+    """
+    comparison = None
+    for _ in range(max(tries, 1)):
+        runner = VariantRunner(timeout)
+        try:
+            comparison = runner.compare(label, spec, values)
+        finally:
+            runner.close()
+        if comparison.outcome != "pass":
+            break
+    assert comparison is not None
+    return comparison
 
 
 _SHARED: list[VariantRunner] = []
