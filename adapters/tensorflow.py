@@ -117,12 +117,9 @@ def set_onednn(adapter: str, onednn: str) -> str:
 
 def isa_reason(options: dict[str, str]) -> str | None:
     """Why `isa=<level>` (with this `onednn`) cannot run here, judged without importing TensorFlow."""
-    if "isa" not in options:
-        return None
-    try:
-        hardware.check_cap(options["isa"])
-    except SpecError as exc:
-        return str(exc)
+    reason = hardware.cap_reason(options)
+    if reason or "isa" not in options:
+        return reason
     on = {"on": True, "off": False}.get(options.get("onednn", ""))
     if on is None:
         in_force = onednn_in_force()

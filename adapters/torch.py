@@ -76,13 +76,7 @@ def aten_capability(level: str) -> str:
 
 def isa_reason(options: dict[str, str]) -> str | None:
     """Why `isa=<level>` cannot run here (unknown, or above this CPU), judged without importing torch."""
-    if "isa" not in options:
-        return None
-    try:
-        hardware.check_cap(options["isa"])
-    except SpecError as exc:
-        return str(exc)
-    return None
+    return hardware.cap_reason(options)
 
 
 def set_isa(adapter: str, isa: str) -> str:

@@ -333,6 +333,16 @@ def load() -> tuple[Deviation, ...]:
     return parse(resources.files("refconv.data").joinpath("known_deviations.toml").read_text())
 
 
+def get(dev_id: Any) -> Deviation | None:
+    """The shipped entry of that id (None for '' or an unknown id, or when the data file cannot be read)."""
+    if not dev_id:
+        return None
+    try:
+        return next((d for d in load() if d.id == dev_id), None)
+    except SpecError:
+        return None
+
+
 def find(row: dict[str, Any], entries: Iterable[Deviation] | None = None,
          witness: Witness | None = None) -> Deviation | None:
     """The first entry that explains this row (a witnessed one only if `witness` holds), or None."""

@@ -134,6 +134,17 @@ def check_cap(level: str, flags: frozenset[str] | set[str] | None = None) -> str
     return name
 
 
+def cap_reason(options: Mapping[str, str]) -> str | None:
+    """Why an adapter's `isa=<level>` option cannot run on this CPU (None: it can, or there is none)."""
+    if "isa" not in options:
+        return None
+    try:
+        check_cap(options["isa"])
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
 def onednn_level_in_force(env: Mapping[str, str] | None = None, flags: frozenset[str] | set[str] | None = None) -> str:
     """The level oneDNN dispatches to here: the CPU's highest, capped by ONEDNN_MAX_CPU_ISA ('' if none runs)."""
     if env is None:

@@ -67,14 +67,9 @@ def seen(label: str, row: Mapping[str, Any], deviation: Any = None, passing_leve
 
 def _deviation(dev_id: str) -> Any:
     """The known deviation of that id, or None."""
-    if not dev_id:
-        return None
     from refconv import deviations
 
-    try:
-        return next((d for d in deviations.load() if d.id == dev_id), None)
-    except RefconvError:
-        return None
+    return deviations.get(dev_id)
 
 
 def _engine(label: str) -> str:

@@ -506,14 +506,9 @@ def _related(p: Mapping[str, Any], deviation: Any, tracker: str) -> str:
 
 
 def _deviation(dev_id: Any) -> Any:
-    if not dev_id:
-        return None
     from refconv import deviations
 
-    try:
-        return next((d for d in deviations.load() if d.id == dev_id), None)
-    except RefconvError:
-        return None
+    return deviations.get(dev_id)
 
 
 def _g(value: Any) -> str:
